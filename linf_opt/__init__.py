@@ -1,0 +1,10 @@
+"""linf_opt: well-posed, robust implicit neural networks through ℓ∞ contraction theory.
+
+    x = Φ(A x + B u + b),   y = C x + D u + c,   well-posed when μ∞(A) < 1.
+"""
+from .errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
+                     LinfOptError, NonFiniteError, ProjectionError, ShapeError)
+from .measures import (average_step, contraction_factor, metzler_majorant, mu_1, mu_2, mu_inf, norm_inf,
+                       norm_inf_rect, optimal_weights, row_measures, spectral_abscissa)
+
+__version__ = "0.1.0"
