@@ -1,0 +1,418 @@
+"""Fixed-point solvers for the equilibrium x = Φ(A x + B u + b) (SPEC §4), one signature for all.
+
+Rows are samples: with the injection Q = U Bᵀ + b of shape (batch, n), the equation reads
+X = Φ(X Aᵀ + Q). Every registered solver is a function
+
+    solver(A, Q, activation, x0, *, alpha, tol, rtol, max_iter, trace) -> (X, SolverStats)
+
+and stops when, for every sample, the fixed-point residual r = ‖x − Φ(Ax + q)‖∞ satisfies
+r ≤ tol + rtol · ‖x‖∞. Methods:
+
+- ``average``  x⁺ = (1 − α)x + αΦ(Ax + q), α ∈ (0, α*] (default α* = 1/(1 − minᵢ min(aᵢᵢ, 0))); a
+  contraction in ‖·‖_{∞,η} with factor ρ = 1 − α(1 − μ⁺) whenever μ_{∞,η}(A) < 1.
+- ``picard``   α = 1: guaranteed only when ‖A‖_{∞,η} < 1; oscillation and divergence are reported.
+- ``anderson`` Anderson acceleration of the average map, safeguarded: a sample takes the extrapolated
+  point only if its residual is ≤ ρ* × the current residual, else the plain average step, so it is
+  never slower than the guaranteed rate.
+- ``forward_backward``  x⁺ = Φ((1 − α)x + α(Ax + q)) (monotone networks; ReLU only).
+- ``peaceman_rachford`` the operator splitting of Winston and Kolter (2020) (ReLU only).
+
+Add a method with :func:`register_solver`. Use :func:`solve_fixed_point` for the public entry point; it
+is differentiable by implicit differentiation (see :mod:`linf_opt.implicit`).
+
+    >>> x, stats = solve_fixed_point(A, B, u)            # average iteration with α*
+    >>> stats.iterations, bool(stats.converged.all())
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from ._tensor import as_matrix, check_finite, check_scalar, like_input, to_torch
+from .activations import Activation, get_activation
+from .errors import ConvergenceError, ConvergenceWarning, ShapeError
+from .measures import _average_step, _row_measures
+
+__all__ = ["SolverStats", "solve_fixed_point", "register_solver", "get_solver", "SOLVERS",
+           "default_tol", "a_priori_iterations"]
+
+
+@dataclass
+class SolverStats:
+    """What one solver call did.
+
+    Attributes:
+        method: solver name.
+        iterations: iterations performed (updates of the iterate, for the whole batch).
+        residual: per-sample final residual ‖x − Φ(Ax + q)‖∞ (ℓ1 norm for the adjoint solve), shape (batch,).
+        converged: per-sample flags, residual ≤ tol + rtol·‖x‖, shape (batch,).
+        sample_iterations: per-sample iteration at which that sample first met the tolerance
+            (``iterations`` for samples that never did), shape (batch,).
+        alpha: the step used (None where the method has none).
+        evaluations: number of evaluations of Φ(A · + q) for the whole batch (Anderson uses up to 2 per step).
+        diverged: True when the iteration was stopped because the residual grew without bound.
+        trace: the maximum residual over the batch after each iteration, if requested.
+    """
+
+    method: str
+    iterations: int
+    residual: torch.Tensor
+    converged: torch.Tensor
+    sample_iterations: torch.Tensor
+    alpha: float | None = None
+    evaluations: int = 0
+    diverged: bool = False
+    trace: list[float] | None = None
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+    @property
+    def n_not_converged(self) -> int:
+        return int((~self.converged).sum())
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residual.max()) if self.residual.numel() else 0.0
+
+    def summary(self) -> str:
+        state = "converged" if self.all_converged else (
+            "DIVERGED" if self.diverged else f"{self.n_not_converged}/{self.converged.numel()} NOT converged")
+        a = "" if self.alpha is None else f", α={self.alpha:.4g}"
+        return f"{self.method}: {self.iterations} iterations{a}, max residual {self.max_residual:.3e}, {state}"
+
+
+def default_tol(dtype: torch.dtype) -> tuple[float, float]:
+    """Default (absolute, relative) tolerances: (1e-10, 1e-10) in float64, (1e-5, 1e-5) otherwise."""
+    return (1e-10, 1e-10) if dtype == torch.float64 else (1e-5, 1e-5)
+
+
+def a_priori_iterations(rho: float, first_step: float, tol: float) -> int:
+    """Iterations k with ρᵏ ‖x¹ − x⁰‖ ≤ tol: k = ⌈log(tol/‖x¹ − x⁰‖) / log ρ⌉ (0 if already below tol)."""
+    if first_step <= tol:
+        return 0
+    if rho <= 0:
+        return 1
+    if rho >= 1:
+        return math.inf
+    return math.ceil(math.log(tol / first_step) / math.log(rho))
+
+
+class Solver(Protocol):
+    def __call__(self, A: torch.Tensor, Q: torch.Tensor, act: Activation, x0: torch.Tensor, *,
+                 alpha: float | None, tol: float, rtol: float, max_iter: int,
+                 trace: bool) -> tuple[torch.Tensor, SolverStats]: ...
+
+
+SOLVERS: dict[str, Solver] = {}
+
+
+def register_solver(name: str, fn: Solver | None = None):
+    """Register ``fn`` as method ``name`` (usable as a decorator). Overwrites an existing name."""
+    def deco(f):
+        SOLVERS[name] = f
+        return f
+    return deco(fn) if fn is not None else deco
+
+
+def get_solver(name: str) -> Solver:
+    """The solver registered as ``name``; ``ValueError`` listing the registered names otherwise."""
+    if name not in SOLVERS:
+        raise ValueError(f"method: expected one of {sorted(SOLVERS)}, got {name!r}")
+    return SOLVERS[name]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared loop machinery
+# ----------------------------------------------------------------------------------------------------
+
+class _Monitor:
+    """Tracks per-sample residuals, convergence and divergence for one solver run."""
+
+    def __init__(self, method, batch, device, tol, rtol, max_iter, trace, alpha):
+        self.method, self.tol, self.rtol, self.max_iter, self.alpha = method, tol, rtol, max_iter, alpha
+        self.first = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.trace = [] if trace else None
+        self.k = 0
+        self.evaluations = 0
+        self.start = None
+        self.diverged = False
+
+    def update(self, res: torch.Tensor, scale: torch.Tensor) -> bool:
+        """Record residuals after iteration self.k; return True when the loop should stop."""
+        ok = res <= self.tol + self.rtol * scale
+        self.first = torch.where(ok & (self.first < 0), torch.full_like(self.first, self.k), self.first)
+        self.ok, self.res = ok, res
+        worst = float(res.max()) if res.numel() else 0.0
+        if self.trace is not None:
+            self.trace.append(worst)
+        if self.start is None:
+            self.start = worst
+        if not math.isfinite(worst) or (self.k > 10 and worst > 1e8 * max(self.start, 1e-30)):
+            self.diverged = True
+            return True
+        return bool(ok.all()) or self.k >= self.max_iter
+
+    def stats(self) -> SolverStats:
+        first = torch.where(self.first < 0, torch.full_like(self.first, self.k), self.first)
+        return SolverStats(self.method, self.k, self.res, self.ok & ~torch.tensor(self.diverged), first,
+                           self.alpha, self.evaluations, self.diverged, self.trace)
+
+
+def _inf(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().amax(-1) if x.shape[-1] else torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+
+
+@register_solver("average")
+def average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, method="average"):
+    """Average (Krasnosel'skiĭ–Mann) iteration x⁺ = x + α(Φ(Ax + q) − x); α defaults to α*."""
+    alpha = float(_average_step(A)) if alpha is None else float(alpha)
+    mon = _Monitor(method, Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
+    At = A.t()
+    X = x0
+    F = act(torch.addmm(Q, X, At))
+    mon.evaluations = 1
+    while not mon.update(_inf(X - F), _inf(F)):
+        X = torch.lerp(X, F, alpha) if alpha != 1.0 else F
+        F = act(torch.addmm(Q, X, At))
+        mon.k += 1
+        mon.evaluations += 1
+    return X, mon.stats()
+
+
+@register_solver("picard")
+def picard_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+    """Picard iteration x⁺ = Φ(Ax + q) (α = 1); converges when ‖A‖_{∞,η} < 1, else may oscillate."""
+    return average_iteration(A, Q, act, x0, alpha=1.0, tol=tol, rtol=rtol, max_iter=max_iter, trace=trace,
+                             method="picard")
+
+
+@register_solver("anderson")
+def anderson_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, memory=5, reg=1e-10):
+    """Safeguarded Anderson acceleration (type II, ``memory`` past iterates) of the average map.
+
+    G(x) = x + α(Φ(Ax + q) − x). Each step proposes x_AA = Σᵢ cᵢ G(xᵢ) with Σ cᵢ = 1 minimizing
+    ‖Σᵢ cᵢ (G(xᵢ) − xᵢ)‖₂ (Tikhonov ``reg``); a sample accepts it only if its residual is at most
+    ρ* × its current residual (ρ* = 1 − α(1 − μ⁺), capped at 1), otherwise it takes G(x).
+    """
+    alpha = float(_average_step(A)) if alpha is None else float(alpha)
+    mu_plus = max(float(_row_measures(A).amax()), 0.0)
+    rho = min(1.0 - alpha * (1.0 - mu_plus), 1.0)
+    mon = _Monitor("anderson", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
+    batch, n = Q.shape
+    At = A.t()
+    X = x0
+    F = act(torch.addmm(Q, X, At))
+    mon.evaluations = 1
+    Xh = torch.zeros(batch, memory, n, dtype=Q.dtype, device=Q.device)
+    Gh = torch.zeros_like(Xh)
+    res = _inf(X - F)
+    while not mon.update(res, _inf(F)):
+        G = torch.lerp(X, F, alpha)
+        slot = mon.k % memory
+        Xh[:, slot], Gh[:, slot] = X, G
+        m = min(mon.k + 1, memory)
+        Fh = (Gh[:, :m] - Xh[:, :m])
+        H = Fh @ Fh.transpose(1, 2)
+        H = H + reg * (H.diagonal(dim1=1, dim2=2).amax(-1, keepdim=True).unsqueeze(-1) + 1e-30) * torch.eye(
+            m, dtype=Q.dtype, device=Q.device)
+        ones = torch.ones(batch, m, 1, dtype=Q.dtype, device=Q.device)
+        try:
+            w = torch.linalg.solve(H, ones)
+        except RuntimeError:  # singular despite regularisation: plain step
+            w = ones
+        c = w / w.sum(1, keepdim=True)
+        Xa = (c.transpose(1, 2) @ Gh[:, :m]).squeeze(1)
+        Fa = act(torch.addmm(Q, Xa, At))
+        ra = _inf(Xa - Fa)
+        accept = (ra <= rho * res) & torch.isfinite(ra)
+        mon.evaluations += 1
+        if bool(accept.all()):
+            X, F, res = Xa, Fa, ra
+        else:
+            Fg = act(torch.addmm(Q, G, At))
+            mon.evaluations += 1
+            acc = accept.unsqueeze(-1)
+            X, F = torch.where(acc, Xa, G), torch.where(acc, Fa, Fg)
+            res = torch.where(accept, ra, _inf(G - Fg))
+        mon.k += 1
+    return X, mon.stats()
+
+
+def _require_relu(act: Activation, method: str) -> None:
+    if act.name != "relu":
+        raise ValueError(f"method={method!r}: the splitting's fixed point equals x = Φ(Ax + q) only for "
+                         f"activation='relu' (Φ = projection onto x ≥ 0), got {act.name!r}")
+
+
+def _monotone_margin(A: torch.Tensor) -> float:
+    """m = λ_min(I − (A + Aᵀ)/2): the monotonicity margin, I − A ⪰ mI."""
+    n = A.shape[0]
+    S = torch.eye(n, dtype=A.dtype, device=A.device) - (A + A.t()) / 2
+    return float(torch.linalg.eigvalsh(S)[0])
+
+
+@register_solver("forward_backward")
+def forward_backward_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+    """Forward–backward splitting x⁺ = Φ((1 − α)x + α(Ax + q)); needs I − A ⪰ mI, m > 0.
+
+    Default α = m / ‖I − A‖₂², half the largest step 2m/‖I − A‖₂² with a convergence guarantee.
+    """
+    _require_relu(act, "forward_backward")
+    if alpha is None:
+        m = _monotone_margin(A)
+        if m <= 0:
+            raise ValueError(f"A: forward_backward needs I − A ⪰ mI with m > 0 (monotone), got m = {m:.4g}")
+        IA = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A
+        alpha = m / float(torch.linalg.matrix_norm(IA, ord=2)) ** 2
+    mon = _Monitor("forward_backward", Q.shape[0], Q.device, tol, rtol, max_iter, trace, float(alpha))
+    At = A.t()
+    X = x0
+    while True:
+        Z = torch.addmm(Q, X, At)
+        F = act(Z)
+        mon.evaluations += 1
+        if mon.update(_inf(X - F), _inf(F)):
+            break
+        X = act(torch.lerp(X, Z, alpha))
+        mon.k += 1
+    return X, mon.stats()
+
+
+@register_solver("peaceman_rachford")
+def peaceman_rachford_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+    """Peaceman–Rachford splitting (SPEC §4) with V = (I + α(I − A))⁻¹, one inverse per call; α defaults to 1."""
+    _require_relu(act, "peaceman_rachford")
+    alpha = 1.0 if alpha is None else float(alpha)
+    n = A.shape[0]
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    Vt = torch.linalg.inv(eye + alpha * (eye - A)).t()
+    mon = _Monitor("peaceman_rachford", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
+    At = A.t()
+    aQ = alpha * Q
+    Z, W = x0, x0.clone()
+    while True:
+        F = act(torch.addmm(Q, Z, At))
+        mon.evaluations += 1
+        if mon.update(_inf(Z - F), _inf(F)):
+            break
+        Wh = 2 * Z - W
+        Zh = (Wh + aQ) @ Vt
+        W = 2 * Zh - Wh
+        Z = act(W)
+        mon.k += 1
+    return Z, mon.stats()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------------
+
+def check_step(alpha, A: torch.Tensor, method: str, strict: bool) -> float | None:
+    """Validate the step α of an average-type method: α ∈ (0, α*]; strict → ValueError, else a warning."""
+    if alpha is None:
+        return None
+    a = check_scalar(alpha, "alpha", low=0.0, low_open=True)
+    if method == "average":
+        a_star = float(_average_step(A))
+        if a > a_star * (1 + 1e-12):
+            msg = (f"alpha: the average iteration is guaranteed only for α ∈ (0, α*] with α* = {a_star:.6g} "
+                   f"(SPEC §4), got {a:.6g}")
+            if strict:
+                raise ValueError(msg)
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    return a
+
+
+def report(stats: SolverStats, strict: bool, what: str = "equilibrium") -> None:
+    """Warn (or, in strict mode, raise :class:`ConvergenceError`) if any sample did not converge."""
+    if stats.all_converged:
+        return
+    msg = f"{what} solver did not converge: {stats.summary()}"
+    if stats.method == "picard" and not stats.diverged:
+        msg += " (Picard needs ‖A‖∞ < 1; use method='average')"
+    if strict:
+        raise ConvergenceError(msg, stats)
+    warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+
+
+def prepare_inputs(A, B, u, b, *, dtype=None):
+    """Convert and validate (A, B, u, b); return tensors, a flag for numpy input and one for a single sample."""
+    At, was_numpy = as_matrix(A, "A", dtype=dtype)
+    n = At.shape[-1]
+    if At.ndim != 2:
+        raise ShapeError(f"A: expected shape (n, n), got {tuple(At.shape)}")
+    Bt, _ = to_torch(B, "B", dtype=At.dtype, device=At.device)
+    if Bt.ndim != 2 or Bt.shape[0] != n:
+        raise ShapeError(f"B: expected shape ({n}, r) to match A of shape ({n}, {n}), got {tuple(Bt.shape)}")
+    check_finite(Bt, "B")
+    r = Bt.shape[1]
+    ut, _ = to_torch(u, "u", dtype=At.dtype, device=At.device)
+    single = ut.ndim == 1
+    if single:
+        ut = ut.unsqueeze(0)
+    if ut.ndim != 2 or ut.shape[1] != r:
+        raise ShapeError(f"u: expected shape (batch, {r}) or ({r},) to match B of shape ({n}, {r}), "
+                         f"got {tuple(ut.shape) if not single else tuple(ut.shape[1:])}")
+    check_finite(ut, "u")
+    if b is not None:
+        bt, _ = to_torch(b, "b", dtype=At.dtype, device=At.device)
+        if bt.shape != (n,):
+            raise ShapeError(f"b: expected shape ({n},), got {tuple(bt.shape)}")
+        check_finite(bt, "b")
+    else:
+        bt = None
+    return At, Bt, ut, bt, was_numpy, single
+
+
+def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alpha=None, tol=None,
+                      max_iter=1000, *, rtol=None, x0=None, strict=False, trace=False,
+                      backward="average", backward_tol=None):
+    """Solve x = Φ(A x + B u + b) for every sample (row) of u; return ``(x, SolverStats)``.
+
+    Args:
+        A: (n, n); B: (n, r); u: (batch, r) or (r,); b: (n,) or None. numpy or torch.
+        activation: a name from :data:`linf_opt.activations.ACTIVATIONS` or an :class:`Activation`.
+        method: a registered solver name ("average", "picard", "anderson", "forward_backward",
+            "peaceman_rachford").
+        alpha: step; default α* for average/anderson, 1 for picard and peaceman_rachford.
+        tol, rtol: stop when ‖x − Φ(Ax + Bu + b)‖∞ ≤ tol + rtol·‖x‖∞ (defaults by dtype, see default_tol).
+        max_iter: iteration limit; reaching it unconverged warns (``ConvergenceWarning``) or, with
+            ``strict=True``, raises :class:`ConvergenceError`. A step outside (0, α*] also raises in strict mode.
+        x0: initial point (batch, n), default zero.
+        trace: record the maximum residual after every iteration in ``stats.trace``.
+        backward, backward_tol: how gradients are computed when an input requires grad (exact implicit
+            differentiation, :mod:`linf_opt.implicit`): "average" (adjoint average iteration in ℓ1) or "direct".
+
+    Returns:
+        x of shape (batch, n) (or (n,) for a single sample) in the caller's type, and the stats.
+
+        >>> A = np.array([[-3.0, 1.0], [0.5, 0.2]]); B = np.eye(2)
+        >>> x, st = solve_fixed_point(A, B, np.array([1.0, -1.0]))
+    """
+    At, Bt, ut, bt, was_numpy, single = prepare_inputs(A, B, u, b)
+    act = get_activation(activation)
+    get_solver(method)
+    alpha = check_step(alpha, At, method, strict)
+    d_tol, d_rtol = default_tol(At.dtype)
+    tol = d_tol if tol is None else check_scalar(tol, "tol", low=0.0)
+    rtol = d_rtol if rtol is None else check_scalar(rtol, "rtol", low=0.0)
+    max_iter = int(check_scalar(max_iter, "max_iter", low=0))
+    Q = ut @ Bt.t() if bt is None else torch.addmm(bt, ut, Bt.t())
+    if x0 is not None:
+        x0, _ = to_torch(x0, "x0", dtype=At.dtype, device=At.device)
+        x0 = x0.reshape(Q.shape) if x0.numel() == Q.numel() else None
+        if x0 is None:
+            raise ShapeError(f"x0: expected shape {tuple(Q.shape)}")
+        check_finite(x0, "x0")
+    from .implicit import equilibrium  # implicit differentiation sits on top of the solvers
+    x, stats = equilibrium(At, Q, act, method=method, alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter,
+                           x0=x0, strict=strict, trace=trace, backward=backward, backward_tol=backward_tol)
+    if single:
+        x = x.squeeze(0)
+    return like_input(x, was_numpy), stats
