@@ -6,5 +6,10 @@ from .errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataErro
                      LinfOptError, NonFiniteError, ProjectionError, ShapeError)
 from .measures import (average_step, contraction_factor, metzler_majorant, mu_1, mu_2, mu_inf, norm_inf,
                        norm_inf_rect, optimal_weights, row_measures, spectral_abscissa)
+from .activations import Activation, get_activation, register_activation
+from .solvers import SolverStats, get_solver, register_solver, solve_fixed_point
+from .implicit import adjoint_solve, equilibrium
+from .network import ImplicitNetwork
+from .lipschitz import empirical_lipschitz, lipschitz_bound, lipschitz_surrogate
 
 __version__ = "0.1.0"
