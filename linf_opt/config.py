@@ -1,0 +1,637 @@
+"""Training-problem configuration: frozen dataclasses that map one-to-one onto TOML tables.
+
+A problem file has a few top-level keys (``name``, ``seed``, ``device``, ``dtype``) and one table per
+section: ``[data]``, ``[model]``, ``[constraint]``, ``[regularizer]``, ``[optimizer]``, ``[training]``,
+``[solver]``, ``[robust]``. Every key is optional (the dataclass default applies) and every key is
+checked: an unknown key, a value of the wrong type, a choice outside its allowed values or a number
+outside its range raises :class:`~linf_opt.errors.ConfigError` naming the key and what was expected.
+Misspellings get a "did you mean" suggestion.
+
+The strict loader (:func:`from_dict`, :func:`to_dict`, :func:`to_toml`) is generic over any tree of
+dataclasses whose fields are bool, int, float, str, ``Literal[...]`` choices, ``tuple[T, ...]``
+(a TOML array) or another such dataclass (a TOML table): a new section is one new field of
+:class:`Problem`.
+
+    >>> p = load_problem("problems/function_estimation.toml")
+    >>> override(p, **{"training.epochs": 3}).training.epochs
+    3
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import math
+import os
+import tomllib
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
+
+import torch
+
+from .errors import ConfigError
+
+__all__ = [
+    "Problem", "DataConfig", "ModelConfig", "ConstraintConfig", "RegularizerConfig", "OptimizerConfig",
+    "TrainingConfig", "SolverConfig", "RobustConfig",
+    "load_problem", "problem_to_dict", "problem_to_toml", "override", "parse_assignment",
+    "from_dict", "to_dict", "to_toml",
+]
+
+# ---------------------------------------------------------------------------------------------------
+# The generic strict machinery
+# ---------------------------------------------------------------------------------------------------
+
+
+def _bounded(default, *, ge=None, gt=None, le=None, lt=None):
+    """A dataclass field with a numeric range (applied to each element of a tuple field)."""
+    return field(default=default, metadata={"bounds": (ge, gt, le, lt)})
+
+
+class _Invalid(Exception):
+    """Raised by validators with the offending key (relative to the object checked) and the reason."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(key, reason)
+        self.key, self.reason = key, reason
+
+
+# The path of the section being built by `from_dict` (None: a dataclass constructed directly).
+_CURRENT_PATH: ContextVar[tuple[str, ...] | None] = ContextVar("linf_opt_config_path", default=None)
+
+_TOML_TYPE_NAMES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+                    tuple: "array", dict: "table"}
+
+
+def _show(value: Any) -> str:
+    kind = _TOML_TYPE_NAMES.get(type(value), "table" if isinstance(value, Mapping) else type(value).__name__)
+    return f"{kind} {json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)}"
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _is_section(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _suggest(word: str, options) -> str:
+    lowered = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {json.dumps(lowered[close[0]])}?)" if close else ""
+
+
+def _table_name(path: tuple[str, ...]) -> str:
+    return f"[{'.'.join(path)}]" if path else "the top level"
+
+
+def _located(path: tuple[str, ...]) -> str:
+    return f"in [{'.'.join(path)}]" if path else "at the top level"
+
+
+def _coerce(value: Any, hint: Any, key: str, path: tuple[str, ...]) -> Any:
+    """Check ``value`` against the type ``hint``; return it, converted where lossless (int → float)."""
+    origin = get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(key, f"expected a boolean (true or false), got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(key, f"expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(key, f"expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise _Invalid(key, f"expected a finite number, got {value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Invalid(key, f"expected a string, got {_show(value)}")
+        return value
+    if origin is Literal:
+        choices = get_args(hint)
+        if not isinstance(value, str) or value not in choices:
+            allowed = ", ".join(json.dumps(c) for c in choices)
+            hint_text = _suggest(value, choices) if isinstance(value, str) else ""
+            raise _Invalid(key, f"{_show(value)} is not one of the allowed values {allowed}{hint_text}")
+        return value
+    if origin is tuple:
+        item = get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(key, f"expected an array, got {_show(value)}")
+        return tuple(_coerce(v, item, f"{key}[{i}]", path) for i, v in enumerate(value))
+    if _is_section(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, Mapping):
+            return from_dict(hint, value, _path=path + (key,))
+        raise _Invalid(key, f"expected a table {_table_name(path + (key,))}, got {_show(value)}")
+    raise TypeError(f"config field {key!r}: unsupported type annotation {hint!r}")
+
+
+def _check_bounds(value: Any, bounds: tuple, key: str) -> None:
+    ge, gt, le, lt = bounds
+    for i, v in enumerate(value) if isinstance(value, tuple) else [(None, value)]:
+        name = key if i is None else f"{key}[{i}]"
+        for limit, bad, sign in ((ge, lambda a, b: a < b, "≥"), (gt, lambda a, b: a <= b, ">"),
+                                 (le, lambda a, b: a > b, "≤"), (lt, lambda a, b: a >= b, "<")):
+            if limit is not None and bad(v, limit):
+                raise _Invalid(name, f"expected a value {sign} {limit}, got {v}")
+
+
+def _validate(obj: Any) -> None:
+    """Type-check, convert and range-check every field of ``obj``, then run its cross-field ``_check``."""
+    path = _CURRENT_PATH.get()
+    try:
+        hints = _hints(type(obj))
+        for f in _fields(type(obj)):
+            value = _coerce(getattr(obj, f.name), hints[f.name], f.name, path or ())
+            if "bounds" in f.metadata:
+                _check_bounds(value, f.metadata["bounds"], f.name)
+            object.__setattr__(obj, f.name, value)  # frozen: the converted value (int → float, list → tuple)
+        check = getattr(obj, "_check", None)
+        if check is not None:
+            check()
+    except _Invalid as exc:
+        where = ".".join(path + (exc.key,)) if path is not None else f"{type(obj).__name__}.{exc.key}"
+        raise ConfigError(f"{where}: {exc.reason}") from None
+
+
+class _Section:
+    """Mixin: validate on construction, so a directly built dataclass is checked like a loaded one."""
+
+    def __post_init__(self):
+        _validate(self)
+
+
+def _where_else(root: type, key: str, path: tuple[str, ...] = ()) -> list[str]:
+    """The tables of the tree rooted at ``root`` that have a key named ``key``."""
+    found = []
+    for f in _fields(root):
+        hint = _hints(root)[f.name]
+        if _is_section(hint):
+            found += _where_else(hint, key, path + (f.name,))
+        elif f.name == key:
+            found.append(_table_name(path))
+    return found
+
+
+def _unknown_key_error(cls: type, keys: list[str], path: tuple[str, ...], root: type) -> ConfigError:
+    valid = [f.name for f in _fields(cls)]
+    lines = []
+    for key in keys:
+        text = f"unknown key {json.dumps(key)} {_located(path)}{_suggest(key, valid)}"
+        elsewhere = [t for t in _where_else(root, key) if t != _table_name(path)]
+        if elsewhere:
+            text += f" ({json.dumps(key)} is a key of {' and '.join(elsewhere)})"
+        lines.append(text)
+    return ConfigError("; ".join(lines) + f". Valid keys {_located(path)}: {', '.join(valid)}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], *, _path: tuple[str, ...] = (), _root: type | None = None):
+    """Build the dataclass ``cls`` from a (nested) mapping such as ``tomllib.load`` returns.
+
+    Strict: an unknown key raises :class:`ConfigError` naming it, its table and the valid keys (with a
+    close match suggested); each value is checked by the dataclass's own validation. Missing keys take
+    their defaults; nested dataclass fields take nested tables.
+
+        >>> from_dict(TrainingConfig, {"epochs": 3}).epochs
+        3
+    """
+    root = cls if _root is None else _root
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_table_name(_path)}: expected a table, got {_show(data)}")
+    valid = {f.name for f in _fields(cls)}
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise _unknown_key_error(cls, unknown, _path, root)
+    kwargs = {}
+    for name, value in data.items():
+        hint = _hints(cls)[name]
+        if _is_section(hint) and isinstance(value, Mapping):
+            value = from_dict(hint, value, _path=_path + (name,), _root=root)
+        kwargs[name] = value
+    token = _CURRENT_PATH.set(_path)
+    try:
+        return cls(**kwargs)
+    finally:
+        _CURRENT_PATH.reset(token)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The nested plain dictionary of a dataclass tree (tuples as lists): ``from_dict`` inverts it."""
+    out = {}
+    for f in _fields(type(obj)):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # JSON string escapes are valid TOML basic-string escapes; TOML also forbids a raw DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+
+
+def to_toml(obj: Any) -> str:
+    """The TOML text of a dataclass tree: top-level keys first, then one table per section.
+
+    ``from_dict(type(obj), tomllib.loads(to_toml(obj))) == obj``.
+    """
+    def emit(node: Mapping[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, Mapping)}
+        tables = {k: v for k, v in node.items() if isinstance(v, Mapping)}
+        if path:
+            lines.append(f"\n[{'.'.join(path)}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in tables.items():
+            emit(v, path + (k,), lines)
+
+    lines: list[str] = []
+    emit(to_dict(obj), (), lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The schema
+# ---------------------------------------------------------------------------------------------------
+
+_WEIGHTED_SETS = ("mu_inf", "weighted_mu_inf", "norm_inf")
+_REPARAM_SETS = ("mu_inf", "weighted_mu_inf", "monotone")
+_RELU_ONLY_METHODS = ("forward_backward", "peaceman_rachford")  # Φ must be the projection onto x ≥ 0
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """``[data]``: which data set to train and test on.
+
+    kind         "function_estimation" (f(u) = sin(3u) + 0.5u on [−2, 2], SPEC §9) or "mnist".
+    data_dir     MNIST directory; "" searches the default places (see ``data.resolve_data_dir``).
+    n_train      function estimation: number of noisy training samples.
+    n_test       function estimation: number of points of the noise-free test grid.
+    noise        function estimation: standard deviation σ of the Gaussian label noise.
+    train_limit  MNIST: keep only the first ``train_limit`` training images (0 = all 60,000).
+    test_limit   MNIST: keep only the first ``test_limit`` test images (0 = all 10,000).
+    """
+
+    kind: Literal["function_estimation", "mnist"] = "function_estimation"
+    data_dir: str = ""
+    n_train: int = _bounded(200, ge=1)
+    n_test: int = _bounded(1000, ge=1)
+    noise: float = _bounded(0.05, ge=0.0)
+    train_limit: int = _bounded(0, ge=0)
+    test_limit: int = _bounded(0, ge=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """``[model]``: the implicit network x = Φ(Ax + Bu + b), y = Cx + Du + c (SPEC §1).
+
+    hidden          n, the dimension of the hidden state x.
+    activation      φ: "relu", "leaky_relu", "tanh" or "sigmoid" (all slopes in [0, 1]).
+    negative_slope  slope of leaky ReLU for negative inputs, in [0, 1] (used by "leaky_relu" only).
+    feedthrough     whether the direct term D u is present (false: D = 0).
+    init_scale      multiplier on the default initialization of the weights (> 0).
+    """
+
+    hidden: int = _bounded(40, ge=1)
+    activation: Literal["relu", "leaky_relu", "tanh", "sigmoid"] = "relu"
+    negative_slope: float = _bounded(0.01, ge=0.0, le=1.0)
+    feedthrough: bool = False
+    init_scale: float = _bounded(1.0, gt=0.0)
+
+
+@dataclass(frozen=True)
+class ConstraintConfig(_Section):
+    """``[constraint]``: the well-posedness condition on A and how training keeps it (SPEC §3, §6, §7).
+
+    set            "mu_inf": μ_{∞,η}(A) ≤ γ; "weighted_mu_inf": ∃η > 0 with μ_{∞,η}(A) ≤ γ;
+                   "norm_inf": ‖A‖_{∞,η} ≤ γ (El Ghaoui); "monotone": μ₂(A) ≤ 1 − m; "none".
+    enforce        "project": Euclidean projection after each optimizer step; "reparam": A is a
+                   function of free parameters that lands in the set (mu_inf, weighted_mu_inf and
+                   monotone only); "free": no enforcement, membership is only reported.
+    gamma          γ, the bound on the measure or norm; < 1 for every set but "none" (≥ 0 for norm_inf).
+    m              monotonicity margin m ∈ (0, 1] of the "monotone" set.
+    eta            fixed weights η > 0, one per hidden unit; [] means unweighted (η = 1).
+    learn_weights  whether η is trained as well (ℓ∞ sets only).
+    backend        projection algorithm: "exact" (closed form), "cvxpy" (reference convex program),
+                   "sort" or "pivot" (root-finding variants of the closed form).
+    check_tol      tolerance of the membership check after each projection.
+    """
+
+    set: Literal["mu_inf", "weighted_mu_inf", "norm_inf", "monotone", "none"] = "mu_inf"
+    enforce: Literal["project", "reparam", "free"] = "project"
+    gamma: float = 0.95
+    m: float = _bounded(0.05, gt=0.0, le=1.0)
+    eta: tuple[float, ...] = _bounded((), gt=0.0)
+    learn_weights: bool = False
+    backend: Literal["exact", "cvxpy", "sort", "pivot"] = "exact"
+    check_tol: float = _bounded(1e-6, ge=0.0)
+
+    def _check(self) -> None:
+        if self.set != "none" and self.gamma >= 1:
+            raise _Invalid("gamma", f"expected γ < 1 for set {json.dumps(self.set)} (well-posedness needs a "
+                                    f"measure below 1), got {self.gamma}")
+        if self.set == "norm_inf" and self.gamma < 0:
+            raise _Invalid("gamma", f"the norm ball ‖A‖∞ ≤ γ is empty for γ < 0, got {self.gamma}")
+        if self.set == "none" and self.enforce != "free":
+            raise _Invalid("enforce", f'set "none" has nothing to enforce: use enforce = "free", '
+                                      f"got {json.dumps(self.enforce)}")
+        if self.enforce == "reparam" and self.set not in _REPARAM_SETS:
+            raise _Invalid("enforce", f'"reparam" is available for set {", ".join(map(json.dumps, _REPARAM_SETS))}'
+                                      f", not for {json.dumps(self.set)}")
+        if self.eta and self.set not in _WEIGHTED_SETS:
+            raise _Invalid("eta", f"weights apply to the ℓ∞ sets {', '.join(map(json.dumps, _WEIGHTED_SETS))}, "
+                                  f"not to {json.dumps(self.set)}; use eta = []")
+        if self.learn_weights and self.set not in _WEIGHTED_SETS:
+            raise _Invalid("learn_weights", f"weights apply to the ℓ∞ sets "
+                                            f"{', '.join(map(json.dumps, _WEIGHTED_SETS))}, not to {json.dumps(self.set)}")
+
+
+@dataclass(frozen=True)
+class RegularizerConfig(_Section):
+    """``[regularizer]``: the Lipschitz penalty λ · surrogate added to the loss (SPEC §5, §6).
+
+    lipschitz_weight  λ ≥ 0 (0 disables the penalty).
+    surrogate         "norm_product": ‖C‖∞ ‖B‖∞ / (1 − γ); "sum_of_squares": (‖B‖∞² + ‖C‖∞²) / (2(1 − γ)),
+                      a smooth upper bound of the product.
+    """
+
+    lipschitz_weight: float = _bounded(0.0, ge=0.0)
+    surrogate: Literal["norm_product", "sum_of_squares"] = "norm_product"
+
+
+@dataclass(frozen=True)
+class OptimizerConfig(_Section):
+    """``[optimizer]``: the torch optimizer and its step-decay schedule.
+
+    name          "adam" or "sgd".
+    lr            initial learning rate (> 0).
+    momentum      SGD momentum in [0, 1) (must be 0 for Adam, whose moments are fixed by its betas).
+    weight_decay  L2 weight decay ≥ 0.
+    lr_step       multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (0 = never).
+    lr_decay      the factor, in (0, 1].
+    """
+
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = _bounded(1e-3, gt=0.0)
+    momentum: float = _bounded(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = _bounded(0.0, ge=0.0)
+    lr_step: int = _bounded(10, ge=0)
+    lr_decay: float = _bounded(0.1, gt=0.0, le=1.0)
+
+    def _check(self) -> None:
+        if self.name == "adam" and self.momentum != 0:
+            raise _Invalid("momentum", f'applies to "sgd" only; Adam would ignore it, got {self.momentum}')
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Section):
+    """``[training]``: the training loop.
+
+    epochs      number of passes over the training set (≥ 1).
+    batch_size  samples per optimizer step (≥ 1; a batch larger than the set is the whole set).
+    loss        "cross_entropy" (classification) or "mse" (regression, or one-hot targets).
+    log_every   print progress every ``log_every`` optimizer steps (0 = once per epoch).
+    """
+
+    epochs: int = _bounded(20, ge=1)
+    batch_size: int = _bounded(100, ge=1)
+    loss: Literal["cross_entropy", "mse"] = "mse"
+    log_every: int = _bounded(0, ge=0)
+
+
+@dataclass(frozen=True)
+class SolverConfig(_Section):
+    """``[solver]``: the fixed-point solver of the equilibrium and of its backward pass (SPEC §4).
+
+    method        "average" (x⁺ = (1 − α)x + αΦ(Ax + Bu + b) with α = α*), "picard" (α = 1),
+                  "anderson" (accelerated average), "forward_backward", "peaceman_rachford"
+                  (the monotone splittings, for the "monotone" set).
+    tol           tolerance on the per-sample residual ‖x − Φ(Ax + Bu + b)‖∞.
+    max_iter      iteration limit (≥ 1); hitting it is reported.
+    backward      gradient solve s = g + AᵀJs: "average" iteration or "direct" linear solve.
+    backward_tol  tolerance of the iterative backward solve.
+    strict        raise ConvergenceError on non-convergence (false: warn with ConvergenceWarning).
+    """
+
+    method: Literal["average", "picard", "anderson", "forward_backward", "peaceman_rachford"] = "average"
+    tol: float = _bounded(1e-4, gt=0.0)
+    max_iter: int = _bounded(500, ge=1)
+    backward: Literal["average", "direct"] = "average"
+    backward_tol: float = _bounded(1e-6, gt=0.0)
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class RobustConfig(_Section):
+    """``[robust]``: certified-robust training with the embedded network bounds (SPEC §8).
+
+    enabled          whether the robust loss is used (classification only).
+    eps              final ℓ∞ radius ε of the input box, at pixel scale [0, 1] (≥ 0).
+    eps_ramp_epochs  epochs over which ε grows linearly from 0 to ``eps`` (0 = from the start).
+    mix              weight κ ∈ [0, 1] of the robust loss at the end of its ramp: (1 − κ) clean + κ robust.
+    mix_ramp_epochs  epochs over which the weight grows linearly from 0 to ``mix``.
+    warmup_epochs    clean-only epochs before either ramp starts.
+    """
+
+    enabled: bool = False
+    eps: float = _bounded(0.1, ge=0.0)
+    eps_ramp_epochs: int = _bounded(5, ge=0)
+    mix: float = _bounded(0.5, ge=0.0, le=1.0)
+    mix_ramp_epochs: int = _bounded(5, ge=0)
+    warmup_epochs: int = _bounded(0, ge=0)
+
+
+@dataclass(frozen=True)
+class Problem(_Section):
+    """A whole training problem, one-to-one with a TOML problem file.
+
+    name    free label of the problem (used in logs and run names).
+    seed    seed of every random draw (data, initialization, batching), ≥ 0.
+    device  any torch device string: "cpu", "cuda", "cuda:0", ... (checked for syntax, not availability).
+    dtype   floating type of parameters and data: "float32" or "float64".
+    """
+
+    name: str = ""
+    seed: int = _bounded(0, ge=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+    def _check(self) -> None:
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError, TypeError):
+            raise _Invalid("device", f"{json.dumps(self.device)} is not a torch device string "
+                                     f'(e.g. "cpu", "cuda", "cuda:0")') from None
+        eta, n = self.constraint.eta, self.model.hidden
+        if eta and len(eta) != n:
+            raise _Invalid("constraint.eta", f"has {len(eta)} weights but model.hidden = {n}: give one weight per "
+                                             f"hidden unit, or [] for unweighted")
+        if self.training.loss == "cross_entropy" and self.data.kind != "mnist":
+            raise _Invalid("training.loss", f'"cross_entropy" needs class labels, but data.kind = '
+                                            f'{json.dumps(self.data.kind)} is a regression task; use "mse"')
+        if self.solver.method in _RELU_ONLY_METHODS and self.model.activation != "relu":
+            raise _Invalid("solver.method", f"the splitting {json.dumps(self.solver.method)} solves x = Φ(Ax + Bu + b) "
+                                            f'only for model.activation = "relu", got '
+                                            f"{json.dumps(self.model.activation)}")
+        if self.robust.enabled and self.data.kind != "mnist":
+            raise _Invalid("robust.enabled", f"robust training certifies class margins, but data.kind = "
+                                             f"{json.dumps(self.data.kind)} is a regression task")
+        if self.regularizer.lipschitz_weight > 0 and self.constraint.gamma >= 1:
+            raise _Invalid("regularizer.lipschitz_weight", f"the surrogate divides by 1 − γ, which needs "
+                                                           f"constraint.gamma < 1, got {self.constraint.gamma}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading, writing, overriding
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_problem(source: str | os.PathLike | Mapping[str, Any] | Problem) -> Problem:
+    """A validated :class:`Problem` from a TOML file path or an already parsed mapping.
+
+    Raises :class:`ConfigError` for a missing or unparsable file (naming it) and for any invalid key or
+    value (naming the key, its table and what was expected).
+
+        >>> load_problem("problems/mnist_fc.toml").model.hidden
+        100
+    """
+    if isinstance(source, Problem):
+        return source
+    if isinstance(source, Mapping):
+        return from_dict(Problem, source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load_problem: expected a path or a mapping, got {type(source).__name__}")
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such problem file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the problem file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return from_dict(Problem, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def problem_to_dict(problem: Problem) -> dict[str, Any]:
+    """The problem as nested plain dictionaries; ``load_problem(problem_to_dict(p)) == p``."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem_to_dict: expected a Problem, got {type(problem).__name__}")
+    return to_dict(problem)
+
+
+def problem_to_toml(problem: Problem) -> str:
+    """The problem as the text of a TOML problem file (every key written, defaults included)."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem_to_toml: expected a Problem, got {type(problem).__name__}")
+    return to_toml(problem)
+
+
+def _resolve_key(cls: type, dotted: str) -> tuple[list[str], Any]:
+    """Check a dotted key against the schema; return its parts and the type of the field it names."""
+    parts = dotted.split(".")
+    hint: Any = cls
+    for i, part in enumerate(parts):
+        if not _is_section(hint):
+            raise ConfigError(f"{dotted}: {'.'.join(parts[:i])} is a value, not a table")
+        if part not in {f.name for f in _fields(hint)}:
+            raise _unknown_key_error(hint, [part], tuple(parts[:i]), cls)
+        hint = _hints(hint)[part]
+    return parts, hint
+
+
+def override(problem, **assignments):
+    """A new, validated problem with some keys replaced; the original is unchanged.
+
+    Keys are dotted paths, e.g. ``override(p, seed=1, **{"training.epochs": 3})``; a section may also be
+    given a mapping (merged into it) or a whole section dataclass. Unknown keys and invalid values raise
+    :class:`ConfigError` as in :func:`load_problem`.
+    """
+    if not dataclasses.is_dataclass(problem) or isinstance(problem, type):
+        raise TypeError(f"override: expected a configuration dataclass, got {type(problem).__name__}")
+    cls = type(problem)
+    tree = to_dict(problem)
+    for dotted, value in assignments.items():
+        parts, hint = _resolve_key(cls, dotted)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            if not isinstance(value, hint):
+                raise ConfigError(f"{dotted}: expected a {getattr(hint, '__name__', hint)}, "
+                                  f"got a {type(value).__name__}")
+            value = to_dict(value)
+        node = tree
+        for part in parts[:-1]:
+            node = node[part]
+        if _is_section(hint) and isinstance(value, Mapping):
+            node[parts[-1]] = {**node[parts[-1]], **value}
+        else:
+            node[parts[-1]] = value
+    return from_dict(cls, tree)
+
+
+def parse_assignment(text: str, schema: type = Problem) -> tuple[str, Any]:
+    """Parse ``"dotted.key=value"`` (a command-line override) into ``(key, value)``.
+
+    The value is read as a TOML value (``3``, ``1e-3``, ``true``, ``[1.0, 2.0]``, ``"text"``); for a
+    string field, or when it is not valid TOML, the text itself is the value (so ``device=cuda:0``
+    and ``constraint.set=none`` need no quotes). The key is checked against ``schema``.
+
+        >>> parse_assignment("training.epochs=3")
+        ('training.epochs', 3)
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise ConfigError(f"{text!r}: expected an assignment key=value, e.g. training.epochs=3")
+    _, hint = _resolve_key(schema, key)
+    if hint is str or get_origin(hint) is Literal:
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+            try:
+                return key, tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                pass
+        return key, raw
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
