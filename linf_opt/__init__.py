@@ -11,5 +11,8 @@ from .solvers import SolverStats, get_solver, register_solver, solve_fixed_point
 from .implicit import adjoint_solve, equilibrium
 from .network import ImplicitNetwork
 from .lipschitz import empirical_lipschitz, lipschitz_bound, lipschitz_surrogate
+from .config import Problem, load_problem, problem_to_dict
+from .data import (MNIST_MEAN, MNIST_STD, function_estimation_data, load_dataset, load_mnist, read_idx,
+                   resolve_data_dir, write_idx)
 
 __version__ = "0.1.0"
