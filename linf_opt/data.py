@@ -273,6 +273,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, *,
         >>> resolve_data_dir("../shared/data/mnist")
         PosixPath('../shared/data/mnist')
     """
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
     for split in splits:
         _check_split(split)
     stems = [_MNIST_STEMS[(s, kind)] for s in splits for kind in ("images", "labels")]

@@ -189,6 +189,9 @@ def test_explicit_directory_lacking_files_is_an_error_not_a_fallback(tmp_path):
         resolve_data_dir(tmp_path / "d")
     assert "the data_dir argument" in str(err.value)
     assert resolve_data_dir(tmp_path / "d", splits=("test",)) == tmp_path / "d"
+    assert resolve_data_dir(tmp_path / "d", splits="test") == tmp_path / "d"
+    with pytest.raises(ValueError, match="split"):
+        resolve_data_dir(tmp_path / "d", splits=("valid",))
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="is not a directory"):
         resolve_data_dir(tmp_path / "file")
