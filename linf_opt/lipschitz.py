@@ -54,7 +54,7 @@ def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
     D = getattr(net, "D", None)
     e = _resolve_eta(net, eta)
     mu = _row_measures(_scaled(A, e)).amax()
-    if float(mu) >= 1:
+    if float(mu.detach()) >= 1:
         raise ValueError(f"A: μ∞,η(A) = {float(mu):.6g} ≥ 1, the network is not certified well-posed, "
                          "so no Lipschitz bound exists")
     if e is None:
@@ -109,19 +109,18 @@ def empirical_lipschitz(net, inputs, *, steps: int = 100, lr: float = 0.01, init
     for p in params:
         p.requires_grad_(False)
     opt = torch.optim.Adam([U, Dl], lr=lr)
+    loose = 1e-8 if U.dtype == torch.float64 else 1e-5
     try:
-        for _ in range(steps):
-            opt.zero_grad()
-            ratio = _ratios(net, U, Dl)
-            (-ratio.sum()).backward()
-            opt.step()
-        with torch.no_grad():
-            tol, max_iter, rtol = net.tol, net.max_iter, net.rtol
-            net.tol, net.rtol, net.max_iter = (1e-12 if U.dtype == torch.float64 else 1e-6), 0.0, max(max_iter, 5000)
-            try:
-                r = _ratios(net, U, Dl)
-            finally:
-                net.tol, net.rtol, net.max_iter = tol, rtol, max_iter
+        with net.solver_options(tol=max(net.tol or 0.0, loose), rtol=max(net.rtol or 0.0, loose)):
+            for _ in range(steps):
+                opt.zero_grad()
+                ratio = _ratios(net, U, Dl)
+                (-ratio.sum()).backward()
+                opt.step()
+        # the lower bound itself is evaluated at high accuracy
+        tight = 1e-13 if U.dtype == torch.float64 else 1e-6
+        with torch.no_grad(), net.solver_options(tol=tight, rtol=0.0, max_iter=max(net.max_iter, 100000)):
+            r = _ratios(net, U, Dl)
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)

@@ -12,6 +12,7 @@ differentiation; the initialisation satisfies μ_{∞,η}(A) ≤ γ.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -150,6 +151,22 @@ class ImplicitNetwork(nn.Module):
         X, _ = self._equilibrium(U)
         Y = self.readout(X, U)
         return Y.squeeze(0) if single else Y
+
+    @contextlib.contextmanager
+    def solver_options(self, **options):
+        """Temporarily change solver settings, e.g. ``with net.solver_options(tol=1e-12, max_iter=10**4):``."""
+        valid = ("method", "alpha", "tol", "rtol", "max_iter", "strict", "backward", "backward_tol")
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f"solver_options: unknown option(s) {unknown}; valid: {list(valid)}")
+        old = {k: getattr(self, k) for k in options}
+        for k, v in options.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
 
     # ------------------------------------------------------------------------------------------------
     def mu(self) -> torch.Tensor:
