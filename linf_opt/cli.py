@@ -1,0 +1,143 @@
+"""The ``linf-opt`` command line: train a problem, evaluate a run, and (see the other subcommands)
+compare feasible sets and certify robustness.
+
+    linf-opt train problems/function_estimation.toml [--epochs N] [--out DIR] [--data-dir D] [--resume]
+                   [key=value ...]               # overrides, e.g. constraint.gamma=0.9 data.train_limit=5000
+    linf-opt evaluate runs/function_estimation
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import LinfOptError
+
+__all__ = ["main", "build_parser"]
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _print_summary(summary: dict, title: str) -> None:
+    print(f"\n{title}")
+    width = max(len(k) for k in summary) if summary else 0
+    for k, v in summary.items():
+        print(f"  {k:<{width}}  {_fmt(v)}")
+
+
+def _cmd_train(args) -> int:
+    from .config import load_problem, override, parse_assignment
+    from .training import Trainer
+
+    problem = load_problem(args.problem)
+    assignments = dict(parse_assignment(a) for a in args.overrides)
+    if args.epochs is not None:
+        assignments["training.epochs"] = args.epochs
+    if args.data_dir is not None:
+        assignments["data.data_dir"] = args.data_dir
+    if args.device is not None:
+        assignments["device"] = args.device
+    if assignments:
+        problem = override(problem, **assignments)
+    out = Path(args.out) if args.out else Path("runs") / (problem.name or Path(args.problem).stem)
+    if (out / "checkpoint.pt").exists() and not args.resume and not args.overwrite:
+        print(f"error: {out} already holds a run; pass --resume to continue it or --overwrite to start over",
+              file=sys.stderr)
+        return 2
+    if args.overwrite and not args.resume:
+        for name in ("checkpoint.pt", "history.jsonl", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+    trainer = Trainer(problem, out, progress=not args.no_progress)
+    if args.resume and trainer.resume():
+        print(f"resuming {out} after epoch {trainer.epoch}")
+    print(f"training {problem.name or args.problem}: {problem.constraint.set} ({problem.constraint.enforce}), "
+          f"γ={problem.constraint.gamma}, {problem.training.epochs} epochs → {out}")
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last completed epoch is saved: resume with --resume --out {out}", file=sys.stderr)
+        return 130
+    _print_summary(result.summary, f"summary ({out / 'summary.json'})")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .lipschitz import lipschitz_bound
+    from .measures import mu_inf
+    from .training import evaluate, load_run
+
+    net, problem = load_run(args.run_dir, map_location="cpu")
+    if args.data_dir is not None:
+        from .config import override
+        problem = override(problem, **{"data.data_dir": args.data_dir})
+    data = load_dataset(problem)
+    ev = evaluate(net, data.test_inputs, data.test_targets, data.task)
+    out = dict(ev)
+    out["mu_inf"] = float(mu_inf(net.A.detach()))
+    for kind in ("tight", "paper"):
+        try:
+            out[f"lipschitz_{kind}"] = float(lipschitz_bound(net, kind).detach())
+        except ValueError:
+            out[f"lipschitz_{kind}"] = None
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print_summary(out, f"evaluation of {args.run_dir} on the test set")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linf-opt",
+        description="Train well-posed implicit neural networks under ℓ∞ contraction constraints (μ∞(A) ≤ γ).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (small networks are often fastest with 1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a problem file by projected gradient",
+                       description="Train the problem in a TOML file (see problems/). Writes problem.toml, "
+                                   "checkpoint.pt, history.jsonl and summary.json to the run directory.")
+    p.add_argument("problem", help="problem TOML file, e.g. problems/function_estimation.toml")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override problem keys, e.g. training.epochs=3 constraint.gamma=0.9")
+    p.add_argument("--epochs", type=int, help="total number of epochs (overrides training.epochs)")
+    p.add_argument("--out", help="run directory (default runs/<problem name>)")
+    p.add_argument("--data-dir", help="MNIST directory (default: $LINF_OPT_DATA, ./data/mnist, ../shared/data/mnist)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test set",
+                       description="Load RUN_DIR (written by `linf-opt train`) and report test metrics, μ∞(A) "
+                                   "and the certified Lipschitz bounds.")
+    p.add_argument("run_dir")
+    p.add_argument("--data-dir", help="override the data directory stored in the run")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return args.func(args)
+    except LinfOptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
