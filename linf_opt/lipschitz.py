@@ -55,7 +55,7 @@ def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
     e = _resolve_eta(net, eta)
     mu = _row_measures(_scaled(A, e)).amax()
     if float(mu.detach()) >= 1:
-        raise ValueError(f"A: μ∞,η(A) = {float(mu):.6g} ≥ 1, the network is not certified well-posed, "
+        raise ValueError(f"A: μ∞,η(A) = {float(mu.detach()):.6g} ≥ 1, the network is not certified well-posed, "
                          "so no Lipschitz bound exists")
     if e is None:
         cn, bn = C.abs().sum(-1).amax(), B.abs().sum(-1).amax()

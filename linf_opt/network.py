@@ -76,7 +76,7 @@ class ImplicitNetwork(nn.Module):
                 raise ValueError(f"eta: expected {n} finite positive weights, got {eta!r}")
             self.register_buffer("eta", eta_t)
         else:
-            self.eta = None
+            self.register_buffer("eta", None)   # set later for weighted training (a buffer, so it is saved)
         g = generator
 
         def uniform(shape, bound):

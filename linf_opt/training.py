@@ -81,7 +81,7 @@ def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> Fea
     """
     c = problem.constraint
     if c.set in ("mu_inf", "weighted_mu_inf"):
-        return MuInfPolytope(c.gamma, eta=eta, warm_start=True)
+        return MuInfPolytope(c.gamma, eta=eta)   # no warm start: a pure function of A keeps resume bit-exact
     if c.set == "norm_inf":
         return NormInfBall(c.gamma)
     if c.set == "monotone":
@@ -199,8 +199,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
-        if self.net.eta is not None and "eta" in state["model"]:
-            self.net.eta.copy_(state["model"]["eta"])
+        if "eta" in state["model"] and self.net.eta is None:
+            self.net.eta = state["model"]["eta"].clone()
+            if self.problem.constraint.enforce == "reparam":
+                self.net.parametrizations.A[0].eta = self.net.eta
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and state["scheduler"] is not None:
@@ -231,7 +233,7 @@ class Trainer:
         eta = eta.clamp(min=1e-3).to(A)
         reparam = self.problem.constraint.enforce == "reparam"
         if self.net.eta is None:
-            self.net.register_buffer("eta", eta.clone())
+            self.net.eta = eta.clone()
         else:
             self.net.eta.copy_(eta)
         self.set = build_feasible_set(self.problem, self.net.eta)
@@ -310,7 +312,7 @@ class Trainer:
             loss, Y, info = self._loss(U, Tb, self.epoch + k / nb)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"non-finite training loss ({float(loss)}) at epoch {self.epoch + 1}, batch {k + 1}; "
+                    f"non-finite training loss ({float(loss.detach())}) at epoch {self.epoch + 1}, batch {k + 1}; "
                     f"training stopped. The last good checkpoint "
                     f"{'is kept at ' + str(self.run_dir / 'checkpoint.pt') if self.run_dir else 'was not saved (no out_dir)'}."
                     " Lower the learning rate or check the data.")
@@ -450,6 +452,8 @@ def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitNet
     q = model["C"].shape[0]
     net = build_network(override(problem, device="cpu") if map_location == "cpu" else problem, r, q)
     if "eta" in model and net.eta is None:
-        net.register_buffer("eta", model["eta"].clone())
+        net.eta = model["eta"].clone()
+        if problem.constraint.enforce == "reparam":
+            net.parametrizations.A[0].eta = net.eta
     net.load_state_dict(model)
     return net, problem

@@ -1,0 +1,188 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from linf_opt import ConfigError, InvariantError, mu_2, mu_inf, norm_inf
+from linf_opt.checkpoint import load_checkpoint
+from linf_opt.config import load_problem, override
+from linf_opt.data import write_idx
+from linf_opt.training import NonFiniteLossError, Trainer, load_run, train
+
+BASE = {
+    "name": "tiny", "seed": 3, "dtype": "float64",
+    "data": {"kind": "function_estimation", "n_train": 48, "n_test": 64},
+    "model": {"hidden": 8},
+    "constraint": {"set": "mu_inf", "enforce": "project", "gamma": 0.5},
+    "optimizer": {"name": "adam", "lr": 0.05, "lr_step": 2, "lr_decay": 0.5},
+    "training": {"epochs": 3, "batch_size": 16, "loss": "mse"},
+    "solver": {"tol": 1e-8, "max_iter": 2000, "backward_tol": 1e-10},
+}
+
+
+def problem(**dotted):
+    return override(load_problem(BASE), **dotted)
+
+
+def independent_check(set_name, gamma, m, A, eta=None):
+    """Membership computed without the set objects."""
+    A = A.detach().double()
+    tol = 1e-9 * (1 + float(A.abs().sum(1).max()))
+    if set_name in ("mu_inf", "weighted_mu_inf"):
+        return float(mu_inf(A, eta)) <= gamma + tol
+    if set_name == "norm_inf":
+        return float(norm_inf(A)) <= gamma + tol
+    if set_name == "monotone":
+        return float(mu_2(A)) <= 1 - m + tol
+    raise AssertionError(set_name)
+
+
+CASES = [("mu_inf", "project"), ("mu_inf", "reparam"), ("weighted_mu_inf", "project"),
+         ("weighted_mu_inf", "reparam"), ("norm_inf", "project"), ("monotone", "project"),
+         ("monotone", "reparam")]
+
+
+@pytest.mark.parametrize("set_name,enforce", CASES)
+def test_invariant_holds_after_every_step(set_name, enforce, monkeypatch):
+    p = problem(**{"constraint.set": set_name, "constraint.enforce": enforce, "constraint.m": 0.3})
+    trainer = Trainer(p, progress=False)
+    seen = []
+    original = Trainer._check_invariant
+
+    def spy(self):
+        original(self)
+        eta = self.net.eta if set_name == "weighted_mu_inf" else None
+        seen.append(independent_check(set_name, 0.5, 0.3, self.net.A, eta))
+
+    monkeypatch.setattr(Trainer, "_check_invariant", spy)
+    result = trainer.fit()
+    assert len(seen) == 3 * 3 and all(seen)
+    assert all(h["in_set"] for h in result.history)
+    assert np.isfinite(result.history[-1]["test_mse"])
+
+
+def test_weighted_training_learns_weights():
+    p = problem(**{"constraint.set": "weighted_mu_inf", "model.init_scale": 3.0})
+    result = Trainer(p, progress=False).fit()
+    h = result.history[-1]
+    assert h["mu_inf_weighted"] <= 0.5 + 1e-9
+    assert result.net.eta is not None and bool((result.net.eta > 0).all())
+
+
+def test_free_training_reports_membership():
+    p = problem(**{"constraint.set": "none", "constraint.enforce": "free", "optimizer.lr": 0.2})
+    result = Trainer(p, progress=False).fit()
+    assert "in_set" not in result.history[-1]
+    p = problem(**{"constraint.enforce": "free", "optimizer.lr": 0.2})
+    result = Trainer(p, progress=False).fit()
+    assert "in_set" in result.history[-1]
+
+
+def test_broken_projection_is_caught(monkeypatch):
+    trainer = Trainer(problem(**{"optimizer.lr": 0.5}), progress=False)
+    monkeypatch.setattr(type(trainer.set), "project", lambda self, A, method=None: A)
+    with pytest.raises(InvariantError, match="left the feasible set"):
+        trainer.fit()
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full = train(problem(**{"training.epochs": 4}), tmp_path / "full", progress=False)
+    part = train(problem(**{"training.epochs": 2}), tmp_path / "part", progress=False)
+    assert part.history[-1]["epoch"] == 2
+    resumed = train(problem(**{"training.epochs": 4}), tmp_path / "part", resume=True, progress=False)
+    for (n1, p1), (n2, p2) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    lines = (tmp_path / "part" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+
+
+def test_interrupted_mid_epoch_resumes_from_last_checkpoint(tmp_path, monkeypatch):
+    full = train(problem(), tmp_path / "full", progress=False)
+    trainer = Trainer(problem(), tmp_path / "run", progress=False)
+    original = Trainer._project
+    calls = {"n": 0}
+
+    def interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == 8:           # during the third epoch
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(Trainer, "_project", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.setattr(Trainer, "_project", original)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 2
+    resumed = train(problem(), tmp_path / "run", resume=True, progress=False)
+    for p1, p2 in zip(full.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(p1, p2)
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(problem(), tmp_path, progress=False)
+    trainer.fit(epochs=1)
+    before = load_checkpoint(tmp_path / "checkpoint.pt")
+    import linf_opt.training as tr
+    monkeypatch.setattr(tr, "_task_loss", lambda Y, T, kind: (Y * float("nan")).sum())
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss.*checkpoint"):
+        trainer.fit(epochs=2)
+    after = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert after["epoch"] == 1
+    for k in before["model"]:
+        assert torch.equal(before["model"][k], after["model"][k])
+
+
+def test_load_run_round_trip(tmp_path):
+    res = train(problem(**{"training.epochs": 1}), tmp_path, progress=False)
+    net, prob = load_run(tmp_path)
+    u = torch.linspace(-2, 2, 9, dtype=torch.float64).unsqueeze(1)
+    torch.testing.assert_close(net(u), res.net(u))
+    assert prob == res.problem
+
+
+def test_reparam_load_run(tmp_path):
+    train(problem(**{"training.epochs": 1, "constraint.enforce": "reparam"}), tmp_path, progress=False)
+    net, _ = load_run(tmp_path)
+    assert float(mu_inf(net.A.detach())) <= 0.5 + 1e-9
+
+
+def test_regularizer_lowers_lipschitz_bound():
+    plain = Trainer(problem(**{"training.epochs": 4}), progress=False).fit()
+    reg = Trainer(problem(**{"training.epochs": 4, "regularizer.lipschitz_weight": 0.5}), progress=False).fit()
+    assert reg.summary["lipschitz_bound"] < plain.summary["lipschitz_bound"]
+
+
+def test_cvxpy_backend_gives_the_same_trajectory():
+    """Both projection backends are the same method: identical trajectories up to solver tolerance."""
+    kw = {"training.epochs": 2, "model.hidden": 6, "model.init_scale": 2.0}
+    a = Trainer(problem(**kw), progress=False).fit()
+    b = Trainer(problem(**kw, **{"constraint.backend": "cvxpy"}), progress=False).fit()
+    for p1, p2 in zip(a.net.parameters(), b.net.parameters()):
+        torch.testing.assert_close(p1, p2, atol=1e-6, rtol=1e-6)
+
+
+def tiny_mnist(tmp_path, n_train=60, n_test=30, seed=0):
+    rng = np.random.default_rng(seed)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for k, lab in enumerate(labels):      # a learnable pattern: a bright row per class
+            images[k, 2 * lab + 3, :] = 255
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+def test_classification_end_to_end_on_tiny_idx_files(tmp_path):
+    d = tiny_mnist(tmp_path / "mnist")
+    p = load_problem("problems/mnist_fc.toml")
+    p = override(p, **{"data.data_dir": str(d), "model.hidden": 16, "training.epochs": 3,
+                       "training.batch_size": 20, "optimizer.lr": 0.01})
+    res = train(p, tmp_path / "run", progress=False)
+    h = res.history[-1]
+    assert 0.0 <= h["test_accuracy"] <= 1.0 and "train_accuracy" in h
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert h["mu_inf"] <= 0.95 + 1e-5
