@@ -1,0 +1,714 @@
+"""Exact Euclidean projections onto the well-posedness sets (SPEC §6, §7).
+
+Every function returns the nearest point in the Frobenius norm, in the caller's type, dtype and device:
+
+    project_mu_inf(A, γ, η)     argmin_X ‖X − A‖_F  s.t.  μ_{∞,η}(X) ≤ γ   (the polytope P(γ, η))
+    project_norm_inf(A, γ)      argmin_X ‖X − A‖_F  s.t.  ‖X‖∞ ≤ γ         (El Ghaoui's norm ball)
+    project_mu_2(A, b)          argmin_X ‖X − A‖_F  s.t.  μ₂(X) ≤ b         (the monotone set)
+    project_conv_kernel(K, γ)   the μ∞ projection of a circular convolution, one row per output channel
+
+The first two split into independent row problems. Row v with its "diagonal" (linear) coordinate at
+position i and weights wⱼ = ηⱼ/ηᵢ is projected onto { x : xᵢ + Σ_{j≠i} wⱼ |xⱼ| ≤ γ } by
+
+    xᵢ = vᵢ − λ,   xⱼ = sign(vⱼ) · max(|vⱼ| − λ wⱼ, 0)        (j ≠ i)
+
+with λ = 0 when v is feasible, else the unique root of the convex, piecewise-linear, strictly decreasing
+
+    g(λ) = vᵢ − λ + Σ_{j≠i} wⱼ (|vⱼ| − λ wⱼ)⁺ − γ.
+
+On the piece whose active set (the j with |vⱼ| > λ wⱼ) is S, λ = (vᵢ − γ + Σ_S wⱼ|vⱼ|) / (1 + Σ_S wⱼ²).
+The ℓ1 ball (‖X‖∞ ≤ γ) is the same problem without the linear coordinate (the "1 +" disappears).
+Methods for finding λ, all exact (they select the active set, then apply the formula above):
+
+- ``"pivot"``: Newton's method on g, vectorised over all rows (Michelot/Condat-style pivoting): each
+  step is one masked pass over the matrix, λₖ₊₁ = (vᵢ − γ + Σ_{Sₖ} wⱼ|vⱼ|)/(1 + Σ_{Sₖ} wⱼ²) with
+  Sₖ = {j : |vⱼ| > λₖ wⱼ}. g is convex, so after at most one step the iterates increase monotonically
+  to the root and the active sets shrink; a row is done when its active set stops changing (then λ is
+  exact). Typically 3 to 8 passes; rows still running after ``max_iter`` steps finish with ``"sort"``.
+  Rows that are already feasible, and rows that converged, are dropped from later passes.
+- ``"sort"``: sort the breakpoints |vⱼ|/wⱼ of every row (``torch.sort``) and locate the piece with
+  cumulative sums: O(n² log n) per matrix, one pass whatever the data.
+- ``"exact"`` (default): the fastest of the two (``"pivot"``; see ``bench/projection.py``).
+- ``"cvxpy"``: the reference backend. The row problem as the convex program
+  minimize ‖x − v‖² s.t. xᵢ + Σ_{j≠i} wⱼ tⱼ ≤ γ, −t ≤ x_{−i} ≤ t, compiled once per row length with
+  CVXPY parameters (DPP) and solved by Clarabel row after row (each row permuted so that its diagonal
+  comes first; each row scaled to unit size before the solve). A solve that does not end ``optimal``
+  raises :class:`ProjectionError` with the status; so does a result that violates the constraint by
+  more than ``check_tol``.
+
+Guarantees of the closed forms: feasible rows come back bit-identical. On projected rows the computed
+row value fl(xᵢ + Σ wⱼ|xⱼ|) is made ≤ γ exactly (a round-off-sized repair of xᵢ, or of the largest
+|xⱼ| on the ℓ1 ball), so the output passes the same test that decided feasibility, and projecting
+twice returns the first result bit for bit. The measures of :mod:`linf_opt.measures` sum in another
+order and may exceed γ by round-off (a few ulps of the row's ℓ1 mass). Results are detached from
+autograd (projected gradient steps do not differentiate through the projection).
+
+    >>> import numpy as np; from linf_opt import project_mu_inf, mu_inf
+    >>> X = project_mu_inf(np.array([[1.0, 2.0], [0.5, -3.0]]), gamma=0.5)   # row 0 moves, row 1 stays
+    >>> X.tolist(), mu_inf(X)
+    ([[-0.25, 0.75], [0.5, -3.0]], 0.5)
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._tensor import as_matrix, as_weights, check_finite, check_scalar, like_input, to_torch
+from .errors import ProjectionError, ShapeError
+
+__all__ = [
+    "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
+    "MU_INF_METHODS", "NORM_INF_METHODS", "MU_2_METHODS", "DEFAULT_CVXPY_TOL", "DEFAULT_SDP_TOL",
+]
+
+MU_INF_METHODS = ("exact", "pivot", "sort", "cvxpy")
+NORM_INF_METHODS = MU_INF_METHODS
+MU_2_METHODS = ("eig", "cvxpy")
+#: Clarabel's gap and feasibility tolerances used by the ``"cvxpy"`` backends unless ``tol`` is given.
+DEFAULT_CVXPY_TOL = 1e-11  # feasibility; the gap tolerances are tol·1e-4 (see _clarabel_options)
+#: the same for the SDP of ``project_mu_2(method="cvxpy")`` (gap tolerances tol·1e-3).
+DEFAULT_SDP_TOL = 1e-10
+#: the closed form ``"exact"`` resolves to (measured fastest on CPU from n = 2 to n = 2000).
+_EXACT = "pivot"
+_PIVOT_MAX_ITER = 40
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------------
+
+def _check_method(method: str, valid: tuple[str, ...], name: str = "method") -> str:
+    if not isinstance(method, str) or method not in valid:
+        raise ValueError(f"{name}: expected one of {', '.join(repr(v) for v in valid)}, got {method!r}")
+    return _EXACT if method == "exact" else method
+
+
+def _check_float(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {t.dtype} "
+                        f"(convert it, e.g. A.double())")
+
+
+def _check_solver_args(method: str, tol, solver_options, check_tol) -> None:
+    if method != "cvxpy" and (tol is not None or solver_options is not None or check_tol is not None):
+        raise ValueError(f"tol, solver_options and check_tol apply to method='cvxpy' only, not {method!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# row problems: V (N, m) rows; idx (N, 1) position of the linear coordinate, or None for the ℓ1 ball;
+# W (N, m) weights or None (all ones). The entry of W at idx is never used.
+# ---------------------------------------------------------------------------------------------------
+
+def _level(value: float, like: torch.Tensor) -> torch.Tensor:
+    """γ in A's dtype, rounded down when not representable (so "≤ level" in float32 implies "≤ γ")."""
+    g = torch.tensor(value, dtype=like.dtype, device=like.device)
+    if float(g) > value:
+        g = torch.nextafter(g, torch.tensor(-math.inf, dtype=like.dtype, device=like.device))
+    return g
+
+
+def _weighted_abs(X: torch.Tensor, W: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor:
+    """wⱼ |xⱼ| with the linear coordinate zeroed. The one routine behind every feasibility decision."""
+    Q = X.abs()
+    if W is not None:
+        Q.mul_(W)
+    if idx is not None:
+        Q.scatter_(-1, idx, 0.0)
+    return Q
+
+
+def _row_values(X, W, idx):
+    """Row value r = xᵢ + Σ_{j≠i} wⱼ|xⱼ| (or Σ wⱼ|xⱼ| without a linear coordinate), and wⱼ|xⱼ|."""
+    Q = _weighted_abs(X, W, idx)
+    s = Q.sum(-1)
+    if idx is None:
+        return s, Q
+    return X.gather(-1, idx).squeeze(-1) + s, Q
+
+
+def _multipliers_sort(T, c, P, Wsq, linear: bool) -> torch.Tensor:
+    """λ per row by sorting the breakpoints T (descending) and cumulative sums (SPEC §6)."""
+    m = T.shape[-1]
+    if Wsq is None:
+        Ts = torch.sort(T, dim=-1, descending=True).values
+        cs1 = Ts.cumsum(-1)
+        cs2 = torch.arange(1, m + 1, dtype=T.dtype, device=T.device).expand_as(Ts)
+    else:
+        Ts, order = torch.sort(T, dim=-1, descending=True)
+        cs1 = P.gather(-1, order).cumsum(-1)
+        cs2 = Wsq.gather(-1, order).cumsum(-1)
+    den = cs2 + 1 if linear else cs2
+    # Piece k (the k largest breakpoints active) is the right one iff t_(k) > λ_k; this holds for a prefix.
+    K = (Ts > (c.unsqueeze(-1) + cs1) / den).sum(-1, keepdim=True)
+    at = (K - 1).clamp(min=0)
+    S1 = torch.where(K > 0, cs1.gather(-1, at), 0.0).squeeze(-1)
+    S2 = torch.where(K > 0, cs2.gather(-1, at), 0.0).squeeze(-1)
+    if linear:
+        lam = (c + S1) / (1 + S2)
+    else:  # no active breakpoint: only possible for γ = 0, where λ = max breakpoint zeroes the row
+        lam = torch.where(K.squeeze(-1) > 0, (c + S1) / S2.clamp(min=torch.finfo(T.dtype).tiny), Ts[:, 0])
+    return lam.clamp(min=0)
+
+
+def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.Tensor,
+                       max_iter: int) -> tuple[torch.Tensor, int]:
+    """λ per row by vectorised Newton steps on g, starting from ``lam`` (any λ ≥ 0).
+
+    Each step is one pass over the rows: H = (T − λ)⁺, g(λ) = c − λ + Σ w²H, slope −(1 + Σ_{H>0} w²),
+    λ ← λ + g/(1 + Σ_{H>0} w²). (Masked sums through ``torch.where`` cost 3 to 10 times more than
+    these elementwise passes on CPU.) A row stops when its active set did not change over the last
+    step (then λ is the exact root) or when |g(λ)| is at round-off level (ties at the root). Returns
+    (λ, number of passes).
+    """
+    out = lam.clone()
+    rows = None  # indices into ``out`` of the rows still iterating (None: all of them)
+    cnt_prev = None
+    buf = torch.empty_like(T)  # one work buffer, reused: fresh large allocations cost page faults
+    for it in range(1, max_iter + 1):
+        H = buf[:T.shape[0]]
+        torch.sub(T, lam.unsqueeze(-1), out=H).clamp_(min=0)
+        if Wsq is None:
+            hs = H.sum(-1)
+            cnt = S2 = H.sign_().sum(-1)
+        else:
+            hs = torch.linalg.vecdot(H, Wsq)
+            H.sign_()
+            cnt = H.sum(-1)
+            S2 = torch.linalg.vecdot(H, Wsq)
+        g = c + hs - lam if linear else c + hs
+        done = g.abs() <= tol_g
+        if cnt_prev is not None:
+            # Consecutive iterates bracket nested active sets, so equal counts mean equal sets: λ is exact.
+            done |= cnt == cnt_prev
+        if linear:
+            new = lam + g / (1 + S2)
+        else:  # slope 0 only beyond the last breakpoint, reachable for γ = 0 where that is a root
+            new = torch.where(S2 > 0, lam + g / S2.clamp(min=torch.finfo(T.dtype).tiny), lam)
+        new = torch.where(done, lam, new.clamp(min=0))
+        if rows is None:
+            out = new
+        else:
+            out.index_copy_(0, rows, new)
+        left = int((~done).sum())
+        if left == 0:
+            return out, it
+        if left <= done.numel() // 2:  # drop finished rows from the next passes
+            keep = (~done).nonzero().squeeze(-1)
+            rows = keep if rows is None else rows.index_select(0, keep)
+            T, c, tol_g = T.index_select(0, keep), c.index_select(0, keep), tol_g.index_select(0, keep)
+            Wsq = None if Wsq is None else Wsq.index_select(0, keep)
+            new, cnt = new.index_select(0, keep), cnt.index_select(0, keep)
+        lam, cnt_prev = new, cnt
+    # Safety net (Newton may need up to m steps on adversarial breakpoints): finish these rows by sorting.
+    P = T if Wsq is None else T * Wsq
+    fin = _multipliers_sort(T, c, P, Wsq, linear)
+    if rows is None:
+        return fin, max_iter
+    return out.index_copy_(0, rows, fin), max_iter
+
+
+def _shrink(V, W, idx, lam):
+    """xⱼ = sign(vⱼ)(|vⱼ| − λwⱼ)⁺ off the linear coordinate, xᵢ = vᵢ − λ on it."""
+    L = lam.unsqueeze(-1)
+    if W is not None:
+        L = L * W
+    X = V - torch.clamp(V, -L, L)
+    if idx is not None:
+        X.scatter_(-1, idx, V.gather(-1, idx) - lam.unsqueeze(-1))
+    return X
+
+
+def _repair(X, W, idx, g: torch.Tensor) -> None:
+    """Make the computed row value fl(r) ≤ γ hold exactly on every row of X (in place).
+
+    Exact arithmetic puts projected rows on the boundary; floating point leaves some a few ulps above.
+    With a linear coordinate: xᵢ ← fl(γ − s), stepped down ulp by ulp while the sum still rounds
+    above γ (rounding is monotone, so this ends within an ulp or two). Without one (ℓ1 ball): shrink
+    the largest wⱼ|xⱼ| by the excess. Entries move by round-off only. Row values are recomputed on
+    the whole X, so that the summation matches the feasibility test of a later call with this shape
+    (reduction order can depend on the number of rows). Rows already ≤ γ are never touched.
+    """
+    for _ in range(6):
+        r, Q = _row_values(X, W, idx)
+        bad = r > g
+        if not bool(bad.any()):
+            return
+        rows = bad.nonzero().squeeze(-1)
+        Xr, Qr, rr = X.index_select(0, rows), Q.index_select(0, rows), r.index_select(0, rows)
+        if idx is not None:
+            ir = idx.index_select(0, rows)
+            d = Xr.gather(-1, ir).squeeze(-1)
+            s = Qr.sum(-1)
+            new = g - s
+            new = torch.where(new + s > g, torch.nextafter(new, torch.full_like(new, -math.inf)), new)
+            new = torch.minimum(new, torch.nextafter(d, torch.full_like(d, -math.inf)))  # always progress
+            X.index_copy_(0, rows, Xr.scatter(-1, ir, new.unsqueeze(-1)))
+        else:  # one more soft-threshold step by δ = excess / Σ_active w², plus an ulp off the largest entry
+            Wr = None if W is None else W.index_select(0, rows)
+            mag = Xr.abs()
+            S2 = mag.sign().sum(-1) if Wr is None else (mag.sign() * Wr * Wr).sum(-1)
+            delta = ((rr - g) / S2.clamp(min=torch.finfo(X.dtype).tiny)).unsqueeze(-1)
+            new = (mag - (delta if Wr is None else delta * Wr)).clamp_(min=0)
+            j = Qr.argmax(-1, keepdim=True)
+            new.scatter_(-1, j, torch.minimum(new.gather(-1, j), torch.nextafter(mag.gather(-1, j), torch.zeros_like(delta))))
+            X.index_copy_(0, rows, torch.copysign(new, Xr))
+
+
+def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_PIVOT_MAX_ITER,
+                  tol=None, solver_options=None, check_tol=None, info: dict | None = None):
+    """Project every row of V (N, m); returns (X, λ) with λ = 0 on feasible rows (λ is None for cvxpy)."""
+    N, m = V.shape
+    g = _level(gamma, V)
+    linear = idx is not None
+    r, Q = _row_values(V, W, idx)
+    infeasible = r > g
+    n_bad = int(infeasible.sum())
+    lam_full = torch.zeros(N, dtype=V.dtype, device=V.device)
+    if info is not None:
+        info.update(rows=N, projected=n_bad, passes=0)
+    if n_bad == 0:
+        return V.clone(), lam_full
+    if n_bad == N:
+        rows = None
+        Vs, Ws, Qs, ids = V, W, Q, idx
+    else:
+        rows = infeasible.nonzero().squeeze(-1)
+        Vs, Qs = V.index_select(0, rows), Q.index_select(0, rows)
+        Ws = None if W is None else W.index_select(0, rows)
+        ids = None if idx is None else idx.index_select(0, rows)
+    if method == "cvxpy":
+        Xs = _rows_cvxpy(Vs, Ws, ids, gamma, tol=tol, solver_options=solver_options, check_tol=check_tol)
+        lam_s = None
+    else:
+        c = (Vs.gather(-1, ids).squeeze(-1) - g) if linear else (-g).expand(Vs.shape[0])
+        if Ws is None:
+            T, P, Wsq = Qs, Qs, None
+        else:
+            Wsq = Ws * Ws
+            if linear:
+                Wsq.scatter_(-1, ids, 0.0)
+            P = Qs
+            T = Qs / Wsq.clamp(min=torch.finfo(V.dtype).tiny)  # |v|/w on the entries that matter
+        if method == "sort":
+            lam_s = _multipliers_sort(T, c, P, Wsq, linear)
+        else:
+            s = Qs.sum(-1)
+            if lam0 is None:
+                # A lower bound on the root: the Newton step from λ = 0 with every entry counted active.
+                den = float(m - 1 if linear else m) if Wsq is None else Wsq.sum(-1)
+                lam_init = ((c + s) / ((1 + den) if linear else den)).clamp(min=0)
+            else:
+                lam_init = lam0 if rows is None else lam0.index_select(0, rows)
+                lam_init = lam_init.clamp(min=0)
+            tol_g = (4 * torch.finfo(V.dtype).eps) * (c.abs() + s + abs(gamma))
+            lam_s, passes = _multipliers_pivot(T, c, Wsq, linear, lam_init, tol_g, max_iter)
+            if info is not None:
+                info["passes"] = passes
+        Xs = _shrink(Vs, Ws, ids, lam_s)
+    if rows is None:
+        X = Xs
+        if lam_s is not None:
+            lam_full = lam_s
+    else:
+        X = V.clone().index_copy_(0, rows, Xs)
+        if lam_s is not None:
+            lam_full.index_copy_(0, rows, lam_s)
+    if method != "cvxpy":
+        _repair(X, W, idx, g)
+    return X, lam_full
+
+
+# ---------------------------------------------------------------------------------------------------
+# CVXPY + Clarabel reference backend
+# ---------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _row_program(m: int, linear: bool, weighted: bool):
+    """The compiled row problem for rows of length m (diagonal first), reused through its parameters."""
+    import cvxpy as cp
+
+    x = cp.Variable(m)
+    v = cp.Parameter(m)
+    g = cp.Parameter()
+    w = None
+    off = x[1:] if linear else x
+    k = m - 1 if linear else m
+    cons = []
+    if k > 0:
+        t = cp.Variable(k)
+        if weighted:
+            w = cp.Parameter(k, nonneg=True)
+            total = w @ t
+        else:
+            total = cp.sum(t)
+        cons += [off <= t, -t <= off]
+    else:
+        total = 0.0
+    cons.append((x[0] + total if linear else total) <= g)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - v)), cons)
+    assert prob.is_dpp()
+    return prob, x, v, g, w
+
+
+def _clarabel_options(tol, solver_options, sdp: bool = False) -> dict:
+    default = DEFAULT_SDP_TOL if sdp else DEFAULT_CVXPY_TOL
+    tol = default if tol is None else check_scalar(tol, "tol", low=0.0, low_open=True)
+    # The duality gap decides the accuracy of x: about √gap at degenerate points (a breakpoint exactly
+    # at the root, common with ties), so it is set to tol·1e-4 (SDP: tol·1e-3). Clarabel stalls when
+    # asked for feasibility below about 1e-11 (SDP: 1e-10) but closes the gap further without trouble.
+    ratio = 1e-3 if sdp else 1e-4
+    opts = dict(tol_gap_abs=tol * ratio, tol_gap_rel=tol * ratio, tol_feas=tol,
+                tol_ktratio=min(1e-6, max(1e-8, 1e3 * tol)), max_iter=200)
+    if solver_options is not None:
+        if not isinstance(solver_options, dict):
+            raise TypeError(f"solver_options: expected a dict of Clarabel settings, got {type(solver_options).__name__}")
+        opts.update(solver_options)
+    return opts
+
+
+def _solve(prob, opts, what: str):
+    import cvxpy as cp
+
+    try:
+        with warnings.catch_warnings():  # cvxpy warns "may be inaccurate"; the status check below reports it
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=cp.CLARABEL, **opts)
+    except cp.error.SolverError as exc:
+        raise ProjectionError(f"{what}: Clarabel failed ({exc})", status="solver_error") from exc
+    if prob.status != cp.OPTIMAL:
+        raise ProjectionError(f"{what}: Clarabel ended with status {prob.status!r}, not 'optimal' "
+                              f"(loosen tol or raise max_iter in solver_options)", status=prob.status)
+
+
+def _rows_cvxpy(V, W, idx, gamma, *, tol, solver_options, check_tol) -> torch.Tensor:
+    """Row-by-row CVXPY/Clarabel projection (reference backend) of the rows of V (all infeasible)."""
+    opts = _clarabel_options(tol, solver_options)
+    ctol = 1e3 * opts["tol_feas"] if check_tol is None else check_scalar(check_tol, "check_tol", low=0.0)
+    Vn = V.detach().cpu().double().numpy()
+    Wn = None if W is None else W.detach().cpu().double().numpy()
+    In = None if idx is None else idx.cpu().numpy()[:, 0]
+    N, m = Vn.shape
+    linear = idx is not None
+    prob, x, v, g, w = _row_program(m, linear, W is not None)
+    out = np.empty_like(Vn)
+    for r in range(N):
+        if linear:
+            i = int(In[r])
+            perm = np.concatenate(([i], np.arange(i), np.arange(i + 1, m)))
+        else:
+            perm = np.arange(m)
+        vr = Vn[r, perm]
+        wr = None if Wn is None else Wn[r, perm[1:] if linear else perm]
+        # The projection is positively homogeneous: Π_γ(v) = s Π_{γ/s}(v/s). Solve at unit scale.
+        scale = max(np.abs(vr).max(), abs(gamma), np.finfo(float).tiny)
+        v.value = vr / scale
+        g.value = gamma / scale
+        if w is not None:
+            w.value = wr
+        _solve(prob, opts, f"project row {r}")
+        xr = np.asarray(x.value, dtype=float)
+        ww = np.ones(m - 1 if linear else m) if wr is None else wr
+        val = (xr[0] if linear else 0.0) + float(np.abs(xr[1:] if linear else xr) @ ww)
+        mass = (abs(vr[0]) if linear else 0.0) + float(np.abs(vr[1:] if linear else vr) @ ww)
+        if val - gamma / scale > ctol * max(1.0, abs(gamma) / scale, mass / scale):
+            raise ProjectionError(f"project row {r}: the solver's point violates the constraint by "
+                                  f"{(val - gamma / scale) * scale:.3g} (check_tol={ctol:.3g})", status=prob.status)
+        out[r, perm] = xr * scale
+    return torch.as_tensor(out, dtype=V.dtype, device=V.device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------------------------------
+
+def _weights_matrix(eta: torch.Tensor, shape) -> torch.Tensor:
+    """wᵢⱼ = ηⱼ/ηᵢ broadcast to the batch shape of A."""
+    return (eta.unsqueeze(-2) / eta.unsqueeze(-1)).expand(shape)
+
+
+def _mu_inf_rows(t: torch.Tensor, w: torch.Tensor | None):
+    n = t.shape[-1]
+    V = t.reshape(-1, n)
+    idx = torch.arange(n, device=t.device).repeat(V.shape[0] // max(n, 1)).unsqueeze(-1)
+    W = None if w is None else _weights_matrix(w, t.shape).reshape(-1, n)
+    return V, W, idx
+
+
+def project_mu_inf(A, gamma, eta=None, method: str = "exact", *, tol=None, solver_options=None,
+                   check_tol=None):
+    """Euclidean projection onto the ℓ∞ polytope P(γ, η) = {X : μ_{∞,η}(X) ≤ γ} (SPEC §6).
+
+    Solves  argmin_X ‖X − A‖_F  s.t.  xᵢᵢ + Σ_{j≠i} |xᵢⱼ| ηⱼ/ηᵢ ≤ γ for every row i,  row by row: a
+    feasible row is returned bit-identical, an infeasible one becomes xᵢᵢ = aᵢᵢ − λᵢ,
+    xᵢⱼ = sign(aᵢⱼ)(|aᵢⱼ| − λᵢηⱼ/ηᵢ)⁺ with the multiplier λᵢ > 0 that puts the row on the boundary.
+
+    A: (..., n, n) numpy array or torch tensor (float32/float64), batched over leading dimensions.
+    gamma: the level γ (any finite real; the set is never empty). eta: optional positive weights (n,)
+    or (..., n). method: ``"exact"`` (fastest closed form), ``"pivot"``, ``"sort"``, or ``"cvxpy"``
+    (reference; ``tol`` sets Clarabel's feasibility tolerance, default ``DEFAULT_CVXPY_TOL`` = 1e-11,
+    and its duality-gap tolerances to tol·1e-4; ``solver_options`` passes further Clarabel settings;
+    ``check_tol`` bounds the accepted relative constraint violation, default 1e3·tol). Returns X in A's type, dtype and device (detached).
+    Raises ``ValueError`` (ShapeError, NonFiniteError) for non-square or non-finite A, NaN γ,
+    non-positive η or an unknown method, and :class:`ProjectionError` when the CVXPY solve fails.
+
+        >>> X = project_mu_inf(torch.randn(100, 100), gamma=0.9)
+        >>> bool(mu_inf(X) <= 0.9 + 1e-6)
+        True
+    """
+    t, was_numpy = as_matrix(A, "A")
+    _check_float(t, "A")
+    gamma = check_scalar(gamma, "gamma")
+    w = as_weights(eta, t.shape[-1], t)
+    m = _check_method(method, MU_INF_METHODS)
+    _check_solver_args(m, tol, solver_options, check_tol)
+    X, _ = _project_mu_inf(t.detach(), gamma, w, m, tol=tol, solver_options=solver_options, check_tol=check_tol)
+    return like_input(X, was_numpy)
+
+
+def _project_mu_inf(t, gamma, w, method, lam0=None, info=None, **kw):
+    if t.numel() == 0:
+        return t.clone(), None
+    V, W, idx = _mu_inf_rows(t, w)
+    X, lam = _project_rows(V, W, idx, gamma, method, lam0=lam0, info=info, **kw)
+    return X.reshape(t.shape), lam
+
+
+def project_norm_inf(A, gamma, method: str = "exact", *, tol=None, solver_options=None, check_tol=None):
+    """Euclidean projection onto El Ghaoui's norm ball {X : ‖X‖∞ ≤ γ} (each row onto an ℓ1 ball).
+
+    Solves  argmin_X ‖X − A‖_F  s.t.  Σⱼ |xᵢⱼ| ≤ γ for every row i: a row inside the ball is returned
+    bit-identical, one outside becomes xᵢⱼ = sign(aᵢⱼ)(|aᵢⱼ| − λᵢ)⁺ with λᵢ > 0 such that Σⱼ|xᵢⱼ| = γ.
+    A: (..., p, q) (rectangular allowed), γ ≥ 0 (the ball is empty for γ < 0: ``ValueError``).
+    Methods and solver arguments as in :func:`project_mu_inf`.
+
+        >>> project_norm_inf(np.array([[3.0, -1.0], [0.2, 0.1]]), gamma=1.0).tolist()
+        [[1.0, -0.0], [0.2, 0.1]]
+    """
+    t, was_numpy = to_torch(A, "A")
+    if t.ndim < 2:
+        raise ShapeError(f"A: expected a matrix of shape (..., p, q), got shape {tuple(t.shape)}")
+    check_finite(t, "A")
+    _check_float(t, "A")
+    gamma = check_scalar(gamma, "gamma")
+    if gamma < 0:
+        raise ValueError(f"gamma: the ball ‖X‖∞ ≤ γ is empty for γ < 0, got {gamma}")
+    m = _check_method(method, NORM_INF_METHODS)
+    _check_solver_args(m, tol, solver_options, check_tol)
+    t = t.detach()
+    if t.numel() == 0:
+        return like_input(t.clone(), was_numpy)
+    X, _ = _project_rows(t.reshape(-1, t.shape[-1]), None, None, gamma, m, tol=tol,
+                         solver_options=solver_options, check_tol=check_tol)
+    return like_input(X.reshape(t.shape), was_numpy)
+
+
+def _conv_rows(t: torch.Tensor, centre):
+    if t.ndim != 4:
+        raise ShapeError(f"K: expected a convolution kernel of shape (C, C, kh, kw), got shape {tuple(t.shape)}")
+    c_out, c_in, kh, kw = t.shape
+    if c_out != c_in:
+        raise ShapeError(f"K: an implicit convolutional layer maps C channels to C channels; got "
+                         f"{c_out} output and {c_in} input channels (shape {tuple(t.shape)})")
+    if centre is None:
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ShapeError(f"K: the centre tap of an even-sized kernel ({kh}×{kw}) is ambiguous; "
+                             f"pass centre=(p, q), the tap that multiplies the output pixel itself")
+        p, q = kh // 2, kw // 2
+    else:
+        try:
+            p, q = (int(v) for v in centre)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"centre: expected a pair of ints (p, q), got {centre!r}") from exc
+        if not (0 <= p < kh and 0 <= q < kw):
+            raise ValueError(f"centre: expected 0 ≤ p < {kh} and 0 ≤ q < {kw}, got {(p, q)}")
+    k2 = kh * kw
+    idx = (torch.arange(c_out, device=t.device) * k2 + p * kw + q).unsqueeze(-1)
+    return t.reshape(c_out, c_in * k2), idx
+
+
+def project_conv_kernel(K, gamma, method: str = "exact", *, centre=None, tol=None, solver_options=None,
+                        check_tol=None):
+    """Project a convolution kernel so that its circular-padding operator has μ∞ ≤ γ (SPEC §6).
+
+    With circular padding every row of the operator of output channel c holds the same entries, so the
+    polytope is one row constraint per output channel,
+
+        K[c, c, p, q] + Σ_{(c′, p′, q′) ≠ (c, p, q)} |K[c, c′, p′, q′]| ≤ γ,
+
+    with (p, q) the centre tap (the one multiplying the output pixel itself; (kh//2, kw//2) for odd
+    sizes, else pass ``centre``). Solves argmin ‖K′ − K‖_F over kernels satisfying it (the Frobenius
+    norm of the kernel, not of the operator: both give the same minimiser, the operator's being a
+    fixed multiple). With zero padding border rows have fewer terms, so the bound still holds.
+    K: (C, C, kh, kw); different input and output channel counts raise ``ValueError``.
+
+        >>> K2 = project_conv_kernel(torch.randn(4, 4, 3, 3), gamma=0.5)
+    """
+    t, was_numpy = to_torch(K, "K")
+    V, idx = _conv_rows(t, centre)
+    check_finite(t, "K")
+    _check_float(t, "K")
+    gamma = check_scalar(gamma, "gamma")
+    m = _check_method(method, MU_INF_METHODS)
+    _check_solver_args(m, tol, solver_options, check_tol)
+    if t.numel() == 0:
+        return like_input(t.detach().clone(), was_numpy)
+    X, _ = _project_rows(V.detach(), None, idx, gamma, m, tol=tol, solver_options=solver_options,
+                         check_tol=check_tol)
+    return like_input(X.reshape(t.shape), was_numpy)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the monotone set μ₂(X) ≤ b
+# ---------------------------------------------------------------------------------------------------
+
+def _mu2(X: torch.Tensor) -> torch.Tensor:
+    """λ_max of the symmetric part: the same computation as ``measures.mu_2`` (used for the repair)."""
+    return torch.linalg.eigvalsh((X + X.transpose(-1, -2)) / 2)[..., -1]
+
+
+def _project_mu2_eig(t: torch.Tensor, bound: float) -> torch.Tensor:
+    bound = _level(bound, t)
+    feasible = _mu2(t) <= bound  # the same test as the repair below and as measures.mu_2
+    if bool(feasible.all()):
+        return t.clone()
+    vals, vecs = torch.linalg.eigh((t + t.transpose(-1, -2)) / 2)
+    K = (t - t.transpose(-1, -2)) / 2
+    X = K + (vecs * vals.clamp(max=bound).unsqueeze(-2)) @ vecs.transpose(-1, -2)
+    # Round-off can leave λ_max(sym X) a few ulps above the bound: shift the diagonal by the excess.
+    eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
+    for k in range(6):
+        excess = torch.where(feasible, 0.0, (_mu2(X) - bound).clamp(min=0))
+        if not bool((excess > 0).any()):
+            break
+        X = X - (excess * 2.0 ** k).unsqueeze(-1).unsqueeze(-1) * eye
+    return torch.where(feasible.unsqueeze(-1).unsqueeze(-1), t, X)
+
+
+@functools.lru_cache(maxsize=16)
+def _sdp_program(n: int):
+    import cvxpy as cp
+
+    X = cp.Variable((n, n))
+    A = cp.Parameter((n, n))
+    b = cp.Parameter()
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(X - A)), [(X + X.T) / 2 << b * np.eye(n)])
+    assert prob.is_dpp()
+    return prob, X, A, b
+
+
+def _project_mu2_cvxpy(t: torch.Tensor, bound: float, tol, solver_options, check_tol) -> torch.Tensor:
+    opts = _clarabel_options(tol, solver_options, sdp=True)
+    ctol = 1e3 * opts["tol_feas"] if check_tol is None else check_scalar(check_tol, "check_tol", low=0.0)
+    n = t.shape[-1]
+    flat = t.detach().cpu().double().reshape(-1, n, n).numpy()
+    out = flat.copy()
+    prob, X, Ap, b = _sdp_program(n)
+    for k, a in enumerate(flat):
+        sym = (a + a.T) / 2
+        if np.linalg.eigvalsh(sym)[-1] <= bound:
+            continue  # already feasible: bit-identical, as in the closed form
+        scale = max(np.abs(a).max(), abs(bound), np.finfo(float).tiny)
+        Ap.value, b.value = a / scale, bound / scale
+        _solve(prob, opts, f"project matrix {k} onto μ₂ ≤ {bound:g}")
+        x = np.asarray(X.value) * scale
+        viol = np.linalg.eigvalsh((x + x.T) / 2)[-1] - bound
+        if viol > ctol * max(1.0, abs(bound), scale):
+            raise ProjectionError(f"project matrix {k}: the solver's point has μ₂ above the bound by {viol:.3g}",
+                                  status=prob.status)
+        out[k] = x
+    return torch.as_tensor(out, dtype=t.dtype, device=t.device).reshape(t.shape)
+
+
+def project_mu_2(A, bound, method: str = "eig", *, tol=None, solver_options=None, check_tol=None):
+    """Euclidean projection onto the monotone set {X : μ₂(X) = λ_max((X + Xᵀ)/2) ≤ b} (SPEC §7).
+
+    Solves  argmin_X ‖X − A‖_F  s.t.  (X + Xᵀ)/2 ⪯ b I.  The Frobenius norm splits A into its symmetric
+    part S and skew part K orthogonally and the constraint involves S only, so (``method="eig"``)
+    X = K + Q min(Λ, b) Qᵀ with S = Q Λ Qᵀ: keep the skew part, clip the eigenvalues of the symmetric
+    part at b. ``method="cvxpy"`` solves the SDP with CVXPY + Clarabel (reference; ``tol``,
+    ``solver_options``, ``check_tol`` as in :func:`project_mu_inf`, default tol ``DEFAULT_SDP_TOL``). Monotone networks use b = 1 − m.
+    Matrices already in the set come back bit-identical; batched over leading dimensions.
+
+        >>> project_mu_2(np.array([[2.0, 1.0], [-1.0, 0.0]]), bound=1.0).tolist()
+        [[1.0, 1.0], [-1.0, 0.0]]
+    """
+    t, was_numpy = as_matrix(A, "A")
+    _check_float(t, "A")
+    bound = check_scalar(bound, "bound")
+    if not isinstance(method, str) or method not in MU_2_METHODS:
+        raise ValueError(f"method: expected one of {', '.join(repr(v) for v in MU_2_METHODS)}, got {method!r}")
+    _check_solver_args(method, tol, solver_options, check_tol)
+    t = t.detach()
+    if t.numel() == 0:
+        return like_input(t.clone(), was_numpy)
+    if method == "eig":
+        X = _project_mu2_eig(t, bound)
+    else:
+        X = _project_mu2_cvxpy(t, bound, tol, solver_options, check_tol)
+    return like_input(X, was_numpy)
+
+
+# ---------------------------------------------------------------------------------------------------
+# stateful projector (warm start across calls)
+# ---------------------------------------------------------------------------------------------------
+
+class MuInfProjector:
+    """Repeated projection onto P(γ, η) with cached weights and an optional warm start.
+
+    ``warm_start=True`` starts each row's Newton iteration (method ``"pivot"``) from the multiplier of
+    the previous call when the shape, dtype and device match; exactness does not depend on it (one
+    step from any start lands left of the root, then the iteration is monotone). Whether it saves
+    passes depends on how the matrix moves between calls: see ``bench/projection.py``. ``info`` holds
+    the statistics of the last call: rows, rows projected, Newton passes.
+
+        >>> proj = MuInfProjector(gamma=0.9)
+        >>> A = proj(torch.randn(100, 100))        # every later call reuses the cached state
+    """
+
+    def __init__(self, gamma, eta=None, method: str = "exact", warm_start: bool = False):
+        self.gamma = check_scalar(gamma, "gamma")
+        self.method = _check_method(method, MU_INF_METHODS)
+        if warm_start and self.method != "pivot":
+            raise ValueError(f"warm_start: only method 'pivot' (or 'exact') uses a warm start, got {method!r}")
+        self.warm_start = bool(warm_start)
+        self._eta_raw = eta
+        self._eta_cache: dict = {}
+        self._lam = None
+        self.info: dict = {}
+
+    def _eta(self, t: torch.Tensor):
+        if self._eta_raw is None:
+            return None
+        key = (t.dtype, t.device, t.shape[-1])
+        if key not in self._eta_cache:
+            self._eta_cache[key] = as_weights(self._eta_raw, t.shape[-1], t)
+        return self._eta_cache[key]
+
+    def reset(self) -> None:
+        """Forget the warm-start multipliers."""
+        self._lam = None
+
+    def __call__(self, A):
+        t, was_numpy = as_matrix(A, "A")
+        _check_float(t, "A")
+        t = t.detach()
+        lam0 = None
+        if self.warm_start and self._lam is not None:
+            lam = self._lam
+            if lam.shape[0] == t.numel() // max(t.shape[-1], 1) and lam.dtype == t.dtype and lam.device == t.device:
+                lam0 = lam
+        info: dict = {}
+        X, lam = _project_mu_inf(t, self.gamma, self._eta(t), self.method, lam0=lam0, info=info)
+        if self.warm_start:
+            self._lam = lam
+        self.info = info
+        return like_input(X, was_numpy)
+
+    def __repr__(self) -> str:
+        eta = "None" if self._eta_raw is None else "…"
+        return f"MuInfProjector(gamma={self.gamma!r}, eta={eta}, method={self.method!r}, warm_start={self.warm_start})"
