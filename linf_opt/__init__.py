@@ -14,5 +14,9 @@ from .lipschitz import empirical_lipschitz, lipschitz_bound, lipschitz_surrogate
 from .config import Problem, load_problem, problem_to_dict
 from .data import (MNIST_MEAN, MNIST_STD, function_estimation_data, load_dataset, load_mnist, read_idx,
                    resolve_data_dir, write_idx)
+from .projections import (MuInfProjector, project_conv_kernel, project_mu_2, project_mu_inf,
+                          project_norm_inf)
+from .sets import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
+                   register_set)
 
 __version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""Feasible-set objects and their registry (linf_opt.sets)."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from linf_opt import ConfigError, ShapeError, mu_2, mu_inf, norm_inf
+from linf_opt.projections import project_mu_2, project_mu_inf, project_norm_inf
+from linf_opt.sets import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
+                           register_set)
+
+SETS = [MuInfPolytope(0.9), MuInfPolytope(-0.5, eta=[1.0, 2.0, 0.5, 1.0]), NormInfBall(1.5), MonotoneSet(0.2)]
+
+
+@pytest.mark.parametrize("S", SETS, ids=repr)
+def test_interface_on_random_matrices(S):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 4)) * 2
+    assert S.convex and S.has_projection and isinstance(S.name, str)
+    assert S.margin(A) == pytest.approx(S.bound - S.value(A))
+    X = S.project(A)
+    assert isinstance(X, np.ndarray) and X.shape == A.shape
+    assert S.contains(X) is True and S.contains(A) is (S.value(A) <= S.bound)
+    assert S.distance(A) == pytest.approx(np.linalg.norm(A - X))
+    assert S.distance(X) == 0.0
+    assert np.array_equal(S.project(X), X)
+    for method in S.methods:  # every backend lands on the same point
+        np.testing.assert_allclose(S.project(A, method=method), X, atol=1e-7 * np.abs(A).max())
+    # torch, batched: bool tensor and tensors back, float32 stays float32
+    B = torch.tensor(rng.standard_normal((3, 4, 4)) * 2, dtype=torch.float32)
+    PB = S.project(B)
+    assert PB.dtype == torch.float32 and PB.shape == B.shape
+    inside = S.contains(PB)
+    assert isinstance(inside, torch.Tensor) and inside.dtype == torch.bool and bool(inside.all())
+    assert S.distance(B).shape == (3,) and S.value(B).shape == (3,)
+    assert isinstance(S.contains(B.numpy()), np.ndarray)
+
+
+def test_values_match_the_measures_and_functions():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((5, 5))
+    eta = rng.uniform(0.5, 2, 5)
+    P = MuInfPolytope(0.3, eta=eta)
+    assert P.value(A) == mu_inf(A, eta) and P.bound == 0.3
+    assert np.array_equal(P.project(A), project_mu_inf(A, 0.3, eta))
+    assert np.array_equal(P.project(A, method="sort"), project_mu_inf(A, 0.3, eta, method="sort"))
+    N = NormInfBall(2.0)
+    assert N.value(A) == norm_inf(A) and np.array_equal(N.project(A), project_norm_inf(A, 2.0))
+    M = MonotoneSet(0.25)
+    assert M.bound == 0.75 and M.value(A) == mu_2(A)
+    assert np.array_equal(M.project(A), project_mu_2(A, 0.75))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.floats(-2, 2), st.integers(0, 2**31))
+def test_contains_tolerance_and_projection_boundary(n, gamma, seed):
+    A = np.random.default_rng(seed).standard_normal((n, n)) * 3
+    for S in (MuInfPolytope(gamma), MonotoneSet(1 - gamma), NormInfBall(abs(gamma))):
+        X = S.project(A)
+        assert S.contains(X)
+        assert S.margin(X) >= -1e-9 * max(1.0, np.abs(X).sum(1).max())
+        if not S.contains(A, tol=0.0):  # projected points lie on the boundary
+            assert abs(S.margin(X)) <= 1e-9 * max(1.0, np.abs(A).sum(1).max())
+            # without tolerance, membership is exactly value ≤ bound; a step outward leaves the set
+            outward = X * 1.001 if isinstance(S, NormInfBall) else X + 1e-3 * np.eye(n)
+            assert S.contains(outward, tol=0.0) == (S.value(outward) <= S.bound)
+            if abs(S.bound) > 1e-6:
+                assert not S.contains(outward, tol=0.0)
+
+
+def test_contains_covers_float32_round_off():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(8, 60, 60, generator=g) * 3
+    for S in (MuInfPolytope(0.9), MonotoneSet(0.1), NormInfBall(0.9)):
+        assert bool(S.contains(S.project(A)).all())
+
+
+def test_warm_started_polytope_matches_cold():
+    rng = np.random.default_rng(4)
+    P, Q = MuInfPolytope(0.5, warm_start=True), MuInfPolytope(0.5)
+    A = torch.tensor(rng.standard_normal((20, 20)))
+    for _ in range(5):
+        X = P.project(A)
+        torch.testing.assert_close(X, Q.project(A), rtol=0, atol=1e-13)
+        A = X + 0.05 * torch.tensor(rng.standard_normal((20, 20)))
+
+
+def test_registry_and_configuration_errors():
+    assert {"mu_inf", "norm_inf", "monotone"} <= set(available_sets())
+    S = get_set("mu_inf", gamma=0.9, eta=[1.0, 2.0])
+    assert isinstance(S, MuInfPolytope) and S.params == {"gamma": 0.9, "eta": [1.0, 2.0]}
+    assert repr(get_set("monotone", m=0.1)) == "MonotoneSet(m=0.1)"
+    with pytest.raises(ConfigError, match="valid names: .*monotone.*mu_inf.*norm_inf"):
+        get_set("spectral")
+    with pytest.raises(ConfigError, match="'gama'.*valid parameters: gamma, eta"):
+        get_set("mu_inf", gama=0.9)
+    with pytest.raises(ConfigError, match="missing parameter gamma"):
+        get_set("norm_inf")
+    with pytest.raises(ValueError):
+        get_set("mu_inf", gamma=float("nan"))
+
+    class Halfspace(FeasibleSet):  # a new condition is one class and one registration
+        name, convex, has_projection = "trace", True, False
+
+        def __init__(self, level):
+            self.level = level
+
+        @property
+        def bound(self):
+            return self.level
+
+        def value(self, A):
+            return torch.as_tensor(A).diagonal(dim1=-2, dim2=-1).sum(-1)
+
+    register_set("trace_test", Halfspace)
+    try:
+        H = get_set("trace_test", level=1.0)
+        assert H.contains(torch.eye(2) * 0.5) and not H.contains(torch.eye(2))
+        with pytest.raises(NotImplementedError, match="no Euclidean projection"):
+            H.project(torch.eye(2))
+        with pytest.raises(ValueError, match="already registered"):
+            register_set("trace_test", MonotoneSet)
+        register_set("trace_test", MonotoneSet, overwrite=True)
+        with pytest.raises(TypeError):
+            register_set("bad", dict)
+    finally:
+        from linf_opt import sets
+        sets._REGISTRY.pop("trace_test", None)
+
+
+def test_constructor_and_argument_errors():
+    with pytest.raises(ValueError, match="empty|≥"):
+        NormInfBall(-1.0)
+    with pytest.raises(ValueError, match="positive"):
+        MuInfPolytope(0.9, eta=[1.0, 0.0])
+    with pytest.raises(ShapeError):
+        MuInfPolytope(0.9, eta=[[1.0, 2.0]])
+    with pytest.raises(ValueError, match="method"):
+        MuInfPolytope(0.9).project(np.eye(2), method="eig")
+    with pytest.raises(ShapeError):
+        MonotoneSet(0.1).contains(np.ones((2, 3)))
+    with pytest.raises(ShapeError):
+        NormInfBall(1.0).project(np.ones((2, 3)))
+    with pytest.raises(ShapeError):  # η of the wrong length for A
+        MuInfPolytope(0.9, eta=[1.0, 2.0]).project(np.eye(3))
