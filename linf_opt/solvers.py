@@ -55,6 +55,8 @@ class SolverStats:
         alpha: the step used (None where the method has none).
         evaluations: number of evaluations of Φ(A · + q) for the whole batch (Anderson uses up to 2 per step).
         diverged: True when the iteration was stopped because the residual grew without bound.
+        stagnated: True when it was stopped because the largest residual had not improved for
+            ``patience`` iterations (e.g. Picard oscillating on a matrix with negative diagonal).
         trace: the maximum residual over the batch after each iteration, if requested.
     """
 
@@ -67,6 +69,7 @@ class SolverStats:
     evaluations: int = 0
     diverged: bool = False
     trace: list[float] | None = None
+    stagnated: bool = False
 
     @property
     def all_converged(self) -> bool:
@@ -82,7 +85,8 @@ class SolverStats:
 
     def summary(self) -> str:
         state = "converged" if self.all_converged else (
-            "DIVERGED" if self.diverged else f"{self.n_not_converged}/{self.converged.numel()} NOT converged")
+            "DIVERGED" if self.diverged else f"{self.n_not_converged}/{self.converged.numel()} NOT converged"
+            + (" (stagnated)" if self.stagnated else ""))
         a = "" if self.alpha is None else f", α={self.alpha:.4g}"
         return f"{self.method}: {self.iterations} iterations{a}, max residual {self.max_residual:.3e}, {state}"
 
@@ -138,6 +142,8 @@ class _Monitor:
     every solver iteration of every training step.
     """
 
+    patience = 1000   # iterations without a new lowest residual before the run counts as stagnated
+
     def __init__(self, method, batch, device, tol, rtol, max_iter, trace, alpha):
         self.method, self.tol, self.rtol, self.max_iter, self.alpha = method, tol, rtol, max_iter, alpha
         self.first = torch.full((batch,), -1, dtype=torch.long, device=device)
@@ -146,6 +152,8 @@ class _Monitor:
         self.evaluations = 0
         self.start = None
         self.diverged = False
+        self.stagnated = False
+        self.best, self.best_k = math.inf, 0
 
     def update(self, res: torch.Tensor, scale: torch.Tensor | None) -> bool:
         """Record residuals after iteration self.k; return True when the loop should stop.
@@ -166,6 +174,11 @@ class _Monitor:
             if not math.isfinite(worst) or (self.k > 10 and worst > 1e8 * max(self.start, 1e-30)):
                 self.diverged = True
                 return True
+            if worst < self.best:
+                self.best, self.best_k = worst, self.k
+            elif self.k - self.best_k > self.patience and not bool(ok.all()):
+                self.stagnated = True
+                return True
         if self.k >= self.max_iter:
             return True
         if bool(ok.all()):
@@ -178,7 +191,7 @@ class _Monitor:
         first = torch.where(self.first < 0, torch.full_like(self.first, self.k), self.first)
         ok = self.ok if not self.diverged else torch.zeros_like(self.ok)
         return SolverStats(self.method, self.k, self.res, ok, first,
-                           self.alpha, self.evaluations, self.diverged, self.trace)
+                           self.alpha, self.evaluations, self.diverged, self.trace, self.stagnated)
 
 
 def _inf(x: torch.Tensor) -> torch.Tensor:

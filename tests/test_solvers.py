@@ -92,6 +92,10 @@ def test_picard_flagged_when_it_fails_on_well_posed_matrix():
     with pytest.warns(ConvergenceWarning):
         _, st = solve_fixed_point(A, B, u, b, method="picard", max_iter=300)
     assert not st.all_converged
+    # oscillation is detected without running to the iteration limit
+    with pytest.warns(ConvergenceWarning, match="stagnated|DIVERGED"):
+        _, st = solve_fixed_point(A, B, u, b, method="picard", max_iter=10 ** 6)
+    assert (st.stagnated or st.diverged) and st.iterations < 5000
 
 
 def test_divergence_detected_early():
