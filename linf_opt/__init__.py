@@ -18,5 +18,7 @@ from .projections import (MuInfProjector, project_conv_kernel, project_mu_2, pro
                           project_norm_inf)
 from .sets import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
                    register_set)
+from .parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
+from .training import NonFiniteLossError, Trainer, TrainResult, evaluate, load_run, train
 
 __version__ = "0.1.0"
