@@ -172,11 +172,14 @@ class Trainer:
         out_dir: run directory (checkpoints, logs); None keeps everything in memory.
         data: a preloaded :class:`~linf_opt.data.Dataset` (default: loaded from ``problem.data``).
         progress: show tqdm progress bars.
+        callbacks: functions ``f(trainer, info)`` called after every step (after the projection and the
+            invariant check); ``info`` holds ``step``, ``epoch``, ``loss`` and the solver stats.
     """
 
     def __init__(self, problem: Problem, out_dir: str | os.PathLike | None = None, *,
-                 data: Dataset | None = None, progress: bool = True):
+                 data: Dataset | None = None, progress: bool = True, callbacks=()):
         self.problem = problem
+        self.callbacks = list(callbacks)
         self.run_dir = Path(out_dir) if out_dir is not None else None
         self.data = data if data is not None else load_dataset(problem)
         self.progress = progress
@@ -326,6 +329,9 @@ class Trainer:
             self.step_count = getattr(self, "step_count", 0) + 1
             self._check_invariant()
             t_proj += time.perf_counter() - tp
+            for cb in self.callbacks:
+                cb(self, {"step": self.step_count, "epoch": self.epoch, "loss": float(loss.detach()),
+                          "forward": fst, "backward": bst})
             b = U.shape[0]
             sums["loss"] += float(loss.detach()) * b
             sums["count"] += b
