@@ -28,7 +28,8 @@ Methods for finding λ, all exact (they select the active set, then apply the fo
   Rows that are already feasible, and rows that converged, are dropped from later passes.
 - ``"sort"``: sort the breakpoints |vⱼ|/wⱼ of every row (``torch.sort``) and locate the piece with
   cumulative sums: O(n² log n) per matrix, one pass whatever the data.
-- ``"exact"`` (default): the fastest of the two (``"pivot"``; see ``bench/projection.py``).
+- ``"exact"`` (default): the faster of the two for the row length: ``"sort"`` for rows of at most
+  ``EXACT_SORT_MAX_ROW`` = 64 entries, ``"pivot"`` above (measured in ``bench/projection.py``).
 - ``"cvxpy"``: the reference backend. The row problem as the convex program
   minimize ‖x − v‖² s.t. xᵢ + Σ_{j≠i} wⱼ tⱼ ≤ γ, −t ≤ x_{−i} ≤ t, compiled once per row length with
   CVXPY parameters (DPP) and solved by Clarabel row after row (each row permuted so that its diagonal
@@ -64,6 +65,7 @@ from .errors import ProjectionError, ShapeError
 __all__ = [
     "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
     "MU_INF_METHODS", "NORM_INF_METHODS", "MU_2_METHODS", "DEFAULT_CVXPY_TOL", "DEFAULT_SDP_TOL",
+    "EXACT_SORT_MAX_ROW",
 ]
 
 MU_INF_METHODS = ("exact", "pivot", "sort", "cvxpy")
@@ -73,8 +75,9 @@ MU_2_METHODS = ("eig", "cvxpy")
 DEFAULT_CVXPY_TOL = 1e-11  # feasibility; the gap tolerances are tol·1e-4 (see _clarabel_options)
 #: the same for the SDP of ``project_mu_2(method="cvxpy")`` (gap tolerances tol·1e-3).
 DEFAULT_SDP_TOL = 1e-10
-#: the closed form ``"exact"`` resolves to (measured fastest on CPU from n = 2 to n = 2000).
-_EXACT = "pivot"
+#: ``"exact"`` sorts rows of at most this length and pivots longer ones: sorting 64 numbers is cheap,
+#: while each Newton pass costs a dozen small tensor operations (see ``bench/projection.py``).
+EXACT_SORT_MAX_ROW = 64
 _PIVOT_MAX_ITER = 40
 
 
@@ -85,7 +88,14 @@ _PIVOT_MAX_ITER = 40
 def _check_method(method: str, valid: tuple[str, ...], name: str = "method") -> str:
     if not isinstance(method, str) or method not in valid:
         raise ValueError(f"{name}: expected one of {', '.join(repr(v) for v in valid)}, got {method!r}")
-    return _EXACT if method == "exact" else method
+    return method
+
+
+def _resolve(method: str, m: int) -> str:
+    """The closed form behind ``"exact"`` for rows of length m."""
+    if method != "exact":
+        return method
+    return "sort" if m <= EXACT_SORT_MAX_ROW else "pivot"
 
 
 def _check_float(t: torch.Tensor, name: str) -> None:
@@ -112,9 +122,10 @@ def _level(value: float, like: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def _weighted_abs(X: torch.Tensor, W: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor:
+def _weighted_abs(X: torch.Tensor, W: torch.Tensor | None, idx: torch.Tensor | None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """wⱼ |xⱼ| with the linear coordinate zeroed. The one routine behind every feasibility decision."""
-    Q = X.abs()
+    Q = X.abs() if out is None else torch.abs(X, out=out)
     if W is not None:
         Q.mul_(W)
     if idx is not None:
@@ -122,9 +133,9 @@ def _weighted_abs(X: torch.Tensor, W: torch.Tensor | None, idx: torch.Tensor | N
     return Q
 
 
-def _row_values(X, W, idx):
+def _row_values(X, W, idx, out=None):
     """Row value r = xᵢ + Σ_{j≠i} wⱼ|xⱼ| (or Σ wⱼ|xⱼ| without a linear coordinate), and wⱼ|xⱼ|."""
-    Q = _weighted_abs(X, W, idx)
+    Q = _weighted_abs(X, W, idx, out)
     s = Q.sum(-1)
     if idx is None:
         return s, Q
@@ -156,7 +167,7 @@ def _multipliers_sort(T, c, P, Wsq, linear: bool) -> torch.Tensor:
 
 
 def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.Tensor,
-                       max_iter: int) -> tuple[torch.Tensor, int]:
+                       max_iter: int, work: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """λ per row by vectorised Newton steps on g, starting from ``lam`` (any λ ≥ 0).
 
     Each step is one pass over the rows: H = (T − λ)⁺, g(λ) = c − λ + Σ w²H, slope −(1 + Σ_{H>0} w²),
@@ -168,36 +179,42 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
     out = lam.clone()
     rows = None  # indices into ``out`` of the rows still iterating (None: all of them)
     cnt_prev = None
-    buf = torch.empty_like(T)  # one work buffer, reused: fresh large allocations cost page faults
+    # One work buffer for every pass: on CPU a fresh large tensor costs more in page faults than the
+    # arithmetic of a pass (measured: ~2.5× an in-place pass at n = 1000).
+    buf = torch.empty_like(T) if work is None else work
     for it in range(1, max_iter + 1):
         H = buf[:T.shape[0]]
         torch.sub(T, lam.unsqueeze(-1), out=H).clamp_(min=0)
         if Wsq is None:
-            hs = H.sum(-1)
-            cnt = S2 = H.sign_().sum(-1)
+            g = H.sum(-1)
+            cnt = den = H.sign_().sum(-1)
         else:
-            hs = torch.linalg.vecdot(H, Wsq)
-            H.sign_()
-            cnt = H.sum(-1)
-            S2 = torch.linalg.vecdot(H, Wsq)
-        g = c + hs - lam if linear else c + hs
+            g = torch.linalg.vecdot(H, Wsq)
+            cnt = H.sign_().sum(-1)
+            den = torch.linalg.vecdot(H, Wsq)
+        g += c
+        if linear:
+            g -= lam
+            den = den + 1
         done = g.abs() <= tol_g
         if cnt_prev is not None:
             # Consecutive iterates bracket nested active sets, so equal counts mean equal sets: λ is exact.
             done |= cnt == cnt_prev
         if linear:
-            new = lam + g / (1 + S2)
+            new = torch.addcdiv(lam, g, den)
         else:  # slope 0 only beyond the last breakpoint, reachable for γ = 0 where that is a root
-            new = torch.where(S2 > 0, lam + g / S2.clamp(min=torch.finfo(T.dtype).tiny), lam)
-        new = torch.where(done, lam, new.clamp(min=0))
+            new = torch.where(den > 0, torch.addcdiv(lam, g, den.clamp(min=torch.finfo(T.dtype).tiny)), lam)
+        if it == 1:  # from an arbitrary start the first step may overshoot to the left of 0
+            new.clamp_(min=0)
+        new = torch.where(done, lam, new)
         if rows is None:
             out = new
         else:
             out.index_copy_(0, rows, new)
-        left = int((~done).sum())
-        if left == 0:
+        n_done = int(done.sum())
+        if n_done == done.numel():
             return out, it
-        if left <= done.numel() // 2:  # drop finished rows from the next passes
+        if 2 * n_done >= done.numel():  # drop finished rows from the next passes
             keep = (~done).nonzero().squeeze(-1)
             rows = keep if rows is None else rows.index_select(0, keep)
             T, c, tol_g = T.index_select(0, keep), c.index_select(0, keep), tol_g.index_select(0, keep)
@@ -212,57 +229,70 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
     return out.index_copy_(0, rows, fin), max_iter
 
 
-def _shrink(V, W, idx, lam):
+def _shrink(V, W, idx, lam, work=None):
     """xⱼ = sign(vⱼ)(|vⱼ| − λwⱼ)⁺ off the linear coordinate, xᵢ = vᵢ − λ on it."""
     L = lam.unsqueeze(-1)
     if W is not None:
         L = L * W
-    X = V - torch.clamp(V, -L, L)
+    X = V - (torch.clamp(V, -L, L) if work is None else torch.clamp(V, -L, L, out=work))
     if idx is not None:
         X.scatter_(-1, idx, V.gather(-1, idx) - lam.unsqueeze(-1))
     return X
 
 
-def _repair(X, W, idx, g: torch.Tensor) -> None:
+def _repair(X, W, idx, g: torch.Tensor, work=None) -> None:
     """Make the computed row value fl(r) ≤ γ hold exactly on every row of X (in place).
 
     Exact arithmetic puts projected rows on the boundary; floating point leaves some a few ulps above.
-    With a linear coordinate: xᵢ ← fl(γ − s), stepped down ulp by ulp while the sum still rounds
-    above γ (rounding is monotone, so this ends within an ulp or two). Without one (ℓ1 ball): shrink
-    the largest wⱼ|xⱼ| by the excess. Entries move by round-off only. Row values are recomputed on
-    the whole X, so that the summation matches the feasibility test of a later call with this shape
-    (reduction order can depend on the number of rows). Rows already ≤ γ are never touched.
+    With a linear coordinate, r = xᵢ + s where s does not involve xᵢ: xᵢ ← fl(γ − s), stepped down
+    an ulp while the sum still rounds above γ (rounding is monotone: one or two steps). Without one
+    (ℓ1 ball): one more soft-threshold step by the excess over the active weights, and an ulp off the
+    largest entry, until the sum is ≤ γ. Entries move by round-off only; rows already ≤ γ are never
+    touched. The row values come from the routine behind the feasibility test, on the whole X (the
+    shape a later call sees) and then on the rows being fixed (on CPU a row's sum does not depend on
+    the other rows).
     """
-    for _ in range(6):
-        r, Q = _row_values(X, W, idx)
-        bad = r > g
-        if not bool(bad.any()):
+    r, Q = _row_values(X, W, idx, out=work)
+    bad = r > g
+    if not bool(bad.any()):
+        return
+    if idx is not None:  # O(rows): only diagonal entries change, s stays as computed
+        d = X.gather(-1, idx).squeeze(-1)
+        s = Q.sum(-1)  # the same sum as inside r (recomputing r − d would round differently)
+        new = torch.where(bad, torch.minimum(g - s, torch.nextafter(d, torch.full_like(d, -math.inf))), d)
+        for _ in range(4):
+            over = new + s > g
+            if not bool(over.any()):
+                break
+            new = torch.where(over, torch.nextafter(new, torch.full_like(new, -math.inf)), new)
+        X.scatter_(-1, idx, new.unsqueeze(-1))
+        return
+    rows = bad.nonzero().squeeze(-1)
+    rr, Qr = r.index_select(0, rows), Q.index_select(0, rows)
+    for _ in range(8):
+        Xr = X.index_select(0, rows)
+        Wr = None if W is None else W.index_select(0, rows)
+        mag = Xr.abs()
+        S2 = mag.sign().sum(-1) if Wr is None else (mag.sign() * Wr * Wr).sum(-1)
+        delta = ((rr - g) / S2.clamp(min=torch.finfo(X.dtype).tiny)).unsqueeze(-1)
+        new = (mag - (delta if Wr is None else delta * Wr)).clamp_(min=0)
+        j = Qr.argmax(-1, keepdim=True)
+        top = torch.nextafter(mag.gather(-1, j), torch.zeros_like(delta))
+        new.scatter_(-1, j, torch.minimum(new.gather(-1, j), top))
+        Xr = torch.copysign(new, Xr)
+        X.index_copy_(0, rows, Xr)
+        rr, Qr = _row_values(Xr, Wr, None)
+        still = rr > g
+        if not bool(still.any()):
             return
-        rows = bad.nonzero().squeeze(-1)
-        Xr, Qr, rr = X.index_select(0, rows), Q.index_select(0, rows), r.index_select(0, rows)
-        if idx is not None:
-            ir = idx.index_select(0, rows)
-            d = Xr.gather(-1, ir).squeeze(-1)
-            s = Qr.sum(-1)
-            new = g - s
-            new = torch.where(new + s > g, torch.nextafter(new, torch.full_like(new, -math.inf)), new)
-            new = torch.minimum(new, torch.nextafter(d, torch.full_like(d, -math.inf)))  # always progress
-            X.index_copy_(0, rows, Xr.scatter(-1, ir, new.unsqueeze(-1)))
-        else:  # one more soft-threshold step by δ = excess / Σ_active w², plus an ulp off the largest entry
-            Wr = None if W is None else W.index_select(0, rows)
-            mag = Xr.abs()
-            S2 = mag.sign().sum(-1) if Wr is None else (mag.sign() * Wr * Wr).sum(-1)
-            delta = ((rr - g) / S2.clamp(min=torch.finfo(X.dtype).tiny)).unsqueeze(-1)
-            new = (mag - (delta if Wr is None else delta * Wr)).clamp_(min=0)
-            j = Qr.argmax(-1, keepdim=True)
-            new.scatter_(-1, j, torch.minimum(new.gather(-1, j), torch.nextafter(mag.gather(-1, j), torch.zeros_like(delta))))
-            X.index_copy_(0, rows, torch.copysign(new, Xr))
+        rows, rr, Qr = rows[still], rr[still], Qr[still]
 
 
 def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_PIVOT_MAX_ITER,
                   tol=None, solver_options=None, check_tol=None, info: dict | None = None):
     """Project every row of V (N, m); returns (X, λ) with λ = 0 on feasible rows (λ is None for cvxpy)."""
     N, m = V.shape
+    method = _resolve(method, m)
     g = _level(gamma, V)
     linear = idx is not None
     r, Q = _row_values(V, W, idx)
@@ -296,20 +326,22 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
             T = Qs / Wsq.clamp(min=torch.finfo(V.dtype).tiny)  # |v|/w on the entries that matter
         if method == "sort":
             lam_s = _multipliers_sort(T, c, P, Wsq, linear)
+            work = None
         else:
             s = Qs.sum(-1)
-            if lam0 is None:
-                # A lower bound on the root: the Newton step from λ = 0 with every entry counted active.
-                den = float(m - 1 if linear else m) if Wsq is None else Wsq.sum(-1)
-                lam_init = ((c + s) / ((1 + den) if linear else den)).clamp(min=0)
-            else:
-                lam_init = lam0 if rows is None else lam0.index_select(0, rows)
-                lam_init = lam_init.clamp(min=0)
+            # A lower bound on the root: the Newton step from λ = 0 with every entry counted active.
+            den = float(m - 1 if linear else m) if Wsq is None else Wsq.sum(-1)
+            lam_init = ((c + s) / ((1 + den) if linear else den)).clamp(min=0)
+            if lam0 is not None:
+                # Warm start: the previous multiplier where it is larger (any start converges; this one
+                # was never worse than the lower bound alone in the training-like runs of the benchmark).
+                lam_init = torch.maximum(lam_init, lam0 if rows is None else lam0.index_select(0, rows))
             tol_g = (4 * torch.finfo(V.dtype).eps) * (c.abs() + s + abs(gamma))
-            lam_s, passes = _multipliers_pivot(T, c, Wsq, linear, lam_init, tol_g, max_iter)
+            work = torch.empty_like(Vs)
+            lam_s, passes = _multipliers_pivot(T, c, Wsq, linear, lam_init, tol_g, max_iter, work)
             if info is not None:
                 info["passes"] = passes
-        Xs = _shrink(Vs, Ws, ids, lam_s)
+        Xs = _shrink(Vs, Ws, ids, lam_s, work)
     if rows is None:
         X = Xs
         if lam_s is not None:
@@ -319,7 +351,7 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
         if lam_s is not None:
             lam_full.index_copy_(0, rows, lam_s)
     if method != "cvxpy":
-        _repair(X, W, idx, g)
+        _repair(X, W, idx, g, work=Q)  # |V| is no longer needed: reuse its memory
     return X, lam_full
 
 
@@ -431,10 +463,16 @@ def _weights_matrix(eta: torch.Tensor, shape) -> torch.Tensor:
     return (eta.unsqueeze(-2) / eta.unsqueeze(-1)).expand(shape)
 
 
+@functools.lru_cache(maxsize=32)
+def _diagonal_index(n: int, rows: int, device: torch.device) -> torch.Tensor:
+    """Column of the diagonal entry for each of ``rows`` stacked rows of n×n matrices, shape (rows, 1)."""
+    return torch.arange(n, device=device).repeat(rows // n).unsqueeze(-1)
+
+
 def _mu_inf_rows(t: torch.Tensor, w: torch.Tensor | None):
     n = t.shape[-1]
     V = t.reshape(-1, n)
-    idx = torch.arange(n, device=t.device).repeat(V.shape[0] // max(n, 1)).unsqueeze(-1)
+    idx = _diagonal_index(n, V.shape[0], t.device)
     W = None if w is None else _weights_matrix(w, t.shape).reshape(-1, n)
     return V, W, idx
 
@@ -660,11 +698,13 @@ def project_mu_2(A, bound, method: str = "eig", *, tol=None, solver_options=None
 class MuInfProjector:
     """Repeated projection onto P(γ, η) with cached weights and an optional warm start.
 
-    ``warm_start=True`` starts each row's Newton iteration (method ``"pivot"``) from the multiplier of
-    the previous call when the shape, dtype and device match; exactness does not depend on it (one
-    step from any start lands left of the root, then the iteration is monotone). Whether it saves
-    passes depends on how the matrix moves between calls: see ``bench/projection.py``. ``info`` holds
-    the statistics of the last call: rows, rows projected, Newton passes.
+    ``warm_start=True`` starts each row's Newton iteration (method ``"pivot"``, or ``"exact"`` on rows
+    longer than ``EXACT_SORT_MAX_ROW``) from max(previous multiplier, cold lower bound) when the shape,
+    dtype and device match. Exactness does not depend on the start (one Newton step from anywhere
+    lands left of the root, then the iteration is monotone); in projected-gradient runs, where each
+    call is a small correction of the last, it saves up to a quarter of the passes and was never worse
+    (``bench/projection.py``). ``info`` holds the statistics of the last call: rows, rows projected,
+    Newton passes.
 
         >>> proj = MuInfProjector(gamma=0.9)
         >>> A = proj(torch.randn(100, 100))        # every later call reuses the cached state
@@ -673,7 +713,7 @@ class MuInfProjector:
     def __init__(self, gamma, eta=None, method: str = "exact", warm_start: bool = False):
         self.gamma = check_scalar(gamma, "gamma")
         self.method = _check_method(method, MU_INF_METHODS)
-        if warm_start and self.method != "pivot":
+        if warm_start and self.method not in ("exact", "pivot"):
             raise ValueError(f"warm_start: only method 'pivot' (or 'exact') uses a warm start, got {method!r}")
         self.warm_start = bool(warm_start)
         self._eta_raw = eta

@@ -119,11 +119,13 @@ def test_mu_inf_projection_properties(prob):
     rA, massA = row_values(A, eta)
     clearly_inside = rA <= gamma - 1e-3 * (massA + abs(gamma))
     assert np.array_equal(X[clearly_inside], A[clearly_inside])
-    # sort-based closed form and pivoting agree to round-off
-    Xs = project_mu_inf(A, gamma, eta, method="sort")
+    # the two closed forms ("exact" is one of them) agree to round-off, and each is idempotent
     tol = round_off(A, gamma, eta, eps)[:, None]
-    assert np.all(np.abs(Xs.astype(float) - X) <= tol)
-    assert np.array_equal(project_mu_inf(Xs, gamma, eta, method="sort"), Xs)
+    for method in ("sort", "pivot"):
+        Xm = project_mu_inf(A, gamma, eta, method=method)
+        assert np.all(np.abs(Xm.astype(float) - X) <= tol)
+        assert np.array_equal(project_mu_inf(Xm, gamma, eta, method=method), Xm)
+        assert np.all(row_values(Xm, eta)[0] - gamma <= tol[:, 0])
     # optimality: ⟨v − x, y − x⟩ ≤ 0 for feasible y (in float64 on the float64 values)
     # (at unit scale; the |γ|·n term covers γ rounded down to the dtype)
     n = A.shape[0]
@@ -139,10 +141,11 @@ def test_mu_inf_projection_properties(prob):
 @given(problems(dtypes=(np.float64,)))
 def test_mu_inf_matches_brentq_oracle(prob):
     A, gamma, eta = prob
-    X = project_mu_inf(A, gamma, eta)
     O = oracle_mu_inf(A, gamma, eta)
     scale = np.maximum(np.abs(A).max(1), abs(gamma))[:, None]
-    assert np.all(np.abs(X - O) <= 1e-11 * scale + 1e-300)
+    for method in ("sort", "pivot"):
+        X = project_mu_inf(A, gamma, eta, method=method)
+        assert np.all(np.abs(X - O) <= 1e-11 * scale + 1e-300)
 
 
 @settings(max_examples=14, **FAST)
@@ -245,11 +248,14 @@ def test_norm_inf_projection_properties(prob):
     inside = np.abs(A.astype(float)).sum(1) <= gamma * (1 - 1e-3)
     assert np.array_equal(X[inside], A[inside])
     scale = np.maximum(np.abs(A).max(1), gamma)[:, None].astype(float)
-    Xs = project_norm_inf(A, gamma, method="sort")
-    assert np.all(np.abs(Xs.astype(float) - X) <= 4 * (A.shape[1] + 2) * eps * scale * A.shape[1])
+    for method in ("sort", "pivot"):
+        Xm = project_norm_inf(A, gamma, method=method)
+        assert np.all(np.abs(Xm.astype(float) - X) <= 4 * (A.shape[1] + 2) * eps * scale * A.shape[1])
+        assert np.array_equal(project_norm_inf(Xm, gamma, method=method), Xm)
     if A.dtype == np.float64:
         O = np.stack([oracle_l1(v, gamma) for v in A])
-        assert np.all(np.abs(X - O) <= 1e-11 * scale + 1e-300)
+        for method in ("sort", "pivot"):
+            assert np.all(np.abs(project_norm_inf(A, gamma, method=method) - O) <= 1e-11 * scale + 1e-300)
 
 
 def test_norm_inf_matches_cvxpy_and_takes_rectangles():
