@@ -312,7 +312,8 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
         Ws = None if W is None else W.index_select(0, rows)
         ids = None if idx is None else idx.index_select(0, rows)
     if method == "cvxpy":
-        Xs = _rows_cvxpy(Vs, Ws, ids, gamma, tol=tol, solver_options=solver_options, check_tol=check_tol)
+        Xs = _rows_cvxpy(Vs, Ws, ids, gamma, tol=tol, solver_options=solver_options, check_tol=check_tol,
+                         row_ids=rows, total=N)
         lam_s = None
     else:
         c = (Vs.gather(-1, ids).squeeze(-1) - g) if linear else (-g).expand(Vs.shape[0])
@@ -417,8 +418,11 @@ def _solve(prob, opts, what: str):
                               f"(loosen tol or raise max_iter in solver_options)", status=prob.status)
 
 
-def _rows_cvxpy(V, W, idx, gamma, *, tol, solver_options, check_tol) -> torch.Tensor:
-    """Row-by-row CVXPY/Clarabel projection (reference backend) of the rows of V (all infeasible)."""
+def _rows_cvxpy(V, W, idx, gamma, *, tol, solver_options, check_tol, row_ids=None, total=None) -> torch.Tensor:
+    """Row-by-row CVXPY/Clarabel projection (reference backend) of the rows of V (all infeasible).
+
+    ``row_ids``/``total`` only label error messages with the row's place in the caller's stack.
+    """
     opts = _clarabel_options(tol, solver_options)
     ctol = 1e3 * opts["tol_feas"] if check_tol is None else check_scalar(check_tol, "check_tol", low=0.0)
     Vn = V.detach().cpu().double().numpy()
@@ -428,7 +432,9 @@ def _rows_cvxpy(V, W, idx, gamma, *, tol, solver_options, check_tol) -> torch.Te
     linear = idx is not None
     prob, x, v, g, w = _row_program(m, linear, W is not None)
     out = np.empty_like(Vn)
-    for r in range(N):
+    labels = range(N) if row_ids is None else row_ids.tolist()
+    where = f" of {total if total is not None else N} stacked rows"
+    for r, label in zip(range(N), labels):
         if linear:
             i = int(In[r])
             perm = np.concatenate(([i], np.arange(i), np.arange(i + 1, m)))
@@ -442,13 +448,13 @@ def _rows_cvxpy(V, W, idx, gamma, *, tol, solver_options, check_tol) -> torch.Te
         g.value = gamma / scale
         if w is not None:
             w.value = wr
-        _solve(prob, opts, f"project row {r}")
+        _solve(prob, opts, f"project row {label}{where}")
         xr = np.asarray(x.value, dtype=float)
         ww = np.ones(m - 1 if linear else m) if wr is None else wr
         val = (xr[0] if linear else 0.0) + float(np.abs(xr[1:] if linear else xr) @ ww)
         mass = (abs(vr[0]) if linear else 0.0) + float(np.abs(vr[1:] if linear else vr) @ ww)
         if val - gamma / scale > ctol * max(1.0, abs(gamma) / scale, mass / scale):
-            raise ProjectionError(f"project row {r}: the solver's point violates the constraint by "
+            raise ProjectionError(f"project row {label}{where}: the solver's point violates the constraint by "
                                   f"{(val - gamma / scale) * scale:.3g} (check_tol={ctol:.3g})", status=prob.status)
         out[r, perm] = xr * scale
     return torch.as_tensor(out, dtype=V.dtype, device=V.device)
@@ -485,14 +491,16 @@ def project_mu_inf(A, gamma, eta=None, method: str = "exact", *, tol=None, solve
     feasible row is returned bit-identical, an infeasible one becomes xᵢᵢ = aᵢᵢ − λᵢ,
     xᵢⱼ = sign(aᵢⱼ)(|aᵢⱼ| − λᵢηⱼ/ηᵢ)⁺ with the multiplier λᵢ > 0 that puts the row on the boundary.
 
-    A: (..., n, n) numpy array or torch tensor (float32/float64), batched over leading dimensions.
-    gamma: the level γ (any finite real; the set is never empty). eta: optional positive weights (n,)
-    or (..., n). method: ``"exact"`` (fastest closed form), ``"pivot"``, ``"sort"``, or ``"cvxpy"``
-    (reference; ``tol`` sets Clarabel's feasibility tolerance, default ``DEFAULT_CVXPY_TOL`` = 1e-11,
-    and its duality-gap tolerances to tol·1e-4; ``solver_options`` passes further Clarabel settings;
-    ``check_tol`` bounds the accepted relative constraint violation, default 1e3·tol). Returns X in A's type, dtype and device (detached).
-    Raises ``ValueError`` (ShapeError, NonFiniteError) for non-square or non-finite A, NaN γ,
-    non-positive η or an unknown method, and :class:`ProjectionError` when the CVXPY solve fails.
+    A: (..., n, n) numpy array or torch tensor (float32/float64), batched over leading dimensions;
+    never modified. gamma: the level γ (any finite real; the set is never empty). eta: optional
+    positive weights (n,) or (..., n). method: ``"exact"`` (the faster closed form: ``"sort"`` for
+    n ≤ 64, ``"pivot"`` above), ``"pivot"``, ``"sort"``, or ``"cvxpy"`` (reference; ``tol`` sets
+    Clarabel's feasibility tolerance, default ``DEFAULT_CVXPY_TOL`` = 1e-11, and its duality-gap
+    tolerances to tol·1e-4; ``solver_options`` passes further Clarabel settings; ``check_tol`` bounds
+    the accepted relative constraint violation, default 1e3·tol). Returns X in A's type, dtype and
+    device, detached from autograd. Raises ``ValueError`` (ShapeError, NonFiniteError) for non-square
+    or non-finite A, NaN γ, non-positive η or an unknown method, ``TypeError`` for integer or half
+    precision A, and :class:`ProjectionError` when the CVXPY solve fails or its point is infeasible.
 
         >>> X = project_mu_inf(torch.randn(100, 100), gamma=0.9)
         >>> bool(mu_inf(X) <= 0.9 + 1e-6)
@@ -525,7 +533,7 @@ def project_norm_inf(A, gamma, method: str = "exact", *, tol=None, solver_option
     Methods and solver arguments as in :func:`project_mu_inf`.
 
         >>> project_norm_inf(np.array([[3.0, -1.0], [0.2, 0.1]]), gamma=1.0).tolist()
-        [[1.0, -0.0], [0.2, 0.1]]
+        [[1.0, 0.0], [0.2, 0.1]]
     """
     t, was_numpy = to_torch(A, "A")
     if t.ndim < 2:

@@ -1,0 +1,178 @@
+"""Benchmark: Euclidean projection onto P(γ) = {A : μ∞(A) ≤ γ} (issue: exact projections).
+
+A = randn(n, n)/√n (float64 unless ``--dtype``), γ = 0.9: every row is infeasible and is projected.
+Times are the minimum over ``--repeats`` runs in this process (after one warm-up run), and every
+ratio compares numbers measured in the same run:
+
+1. the default closed form (``method="exact"``) against the CVXPY + Clarabel reference (row by row,
+   default tolerances), one ``torch.sort`` of the n×n matrix along its rows, and one elementwise pass
+   ``A.abs()`` (the memory-traffic floor). For large n the CVXPY time is extrapolated from a sample
+   of rows (the other rows made feasible, which the backend skips), marked ≈;
+2. the two closed forms: sort-based and pivoting (vectorised Newton), with the number of passes;
+3. training-like use: Adam steps on a random quadratic loss, each followed by a projection, with the
+   stateful projector cold and warm-started from the previous multipliers (small corrections of the
+   previous projection, as in projected-gradient training).
+
+    python bench/projection.py [--quick] [--sizes 50 100 …] [--dtype float32] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from linf_opt import MuInfProjector, mu_inf, project_mu_inf
+from linf_opt.projections import EXACT_SORT_MAX_ROW
+
+GAMMA = 0.9
+
+
+def best_time(f, repeats: int) -> float:
+    """Minimum wall-clock time of ``f()`` over ``repeats`` runs, after one warm-up run."""
+    f()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def random_matrix(n: int, dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n, generator=g, dtype=dtype) / n ** 0.5
+
+
+def cvxpy_time(A: torch.Tensor, sample: int) -> tuple[float, bool]:
+    """Seconds for the CVXPY backend on A: measured on all rows, or extrapolated from ``sample`` rows."""
+    n = A.shape[0]
+    warm = A.clone()
+    warm.diagonal()[1:] = -(warm.abs().sum(1)[1:] + 1)  # one infeasible row: compiles the problem of size n
+    project_mu_inf(warm, GAMMA, method="cvxpy")
+    if sample >= n:
+        t0 = time.perf_counter()
+        X = project_mu_inf(A, GAMMA, method="cvxpy")
+        elapsed = time.perf_counter() - t0
+        assert float(mu_inf(X)) <= GAMMA + 1e-8
+        return elapsed, False
+    rows = np.linspace(0, n - 1, sample).astype(int)
+    C = A.clone()
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[torch.as_tensor(rows)] = False
+    C.diagonal()[keep] = -(C.abs().sum(1)[keep] + 1)  # feasible rows are skipped by every backend
+    t0 = time.perf_counter()
+    project_mu_inf(C, GAMMA, method="cvxpy")
+    return (time.perf_counter() - t0) * n / sample, True
+
+
+def main_table(sizes, dtype, repeats, cvxpy_full_max, cvxpy_sample, cvxpy_max):
+    print("### Exact backend against the CVXPY reference, one sort and one elementwise pass\n")
+    print("| n | exact (ms) | CVXPY (s) | `torch.sort` (ms) | `A.abs()` (ms) | CVXPY / exact | exact / sort "
+          "| exact / abs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        A = random_matrix(n, dtype)
+        t_exact = best_time(lambda: project_mu_inf(A, GAMMA), repeats)
+        t_sort = best_time(lambda: torch.sort(A, dim=-1), repeats)
+        t_abs = best_time(lambda: A.abs(), max(repeats, 20))
+        if n <= cvxpy_max:
+            t_cvx, approx = cvxpy_time(A.double(), n if n <= cvxpy_full_max else cvxpy_sample)
+            cvx = f"{'≈' if approx else ''}{t_cvx:.3g}"
+            ratio = f"{'≈' if approx else ''}{t_cvx / t_exact:,.0f}"
+        else:
+            cvx, ratio = "—", "—"
+        print(f"| {n} | {t_exact * 1e3:.3g} | {cvx} | {t_sort * 1e3:.3g} | {t_abs * 1e3:.3g} | {ratio} "
+              f"| {t_exact / t_sort:.2f} | {t_exact / t_abs:.0f} |", flush=True)
+
+
+def methods_table(sizes, dtype, repeats):
+    print("\n### The two closed forms (`exact` = `sort` for n ≤ "
+          f"{EXACT_SORT_MAX_ROW}, `pivot` above)\n")
+    print("| n | sort-based (ms) | pivot (ms) | pivot / sort-based | Newton passes | max |difference| |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        A = random_matrix(n, dtype)
+        t_s = best_time(lambda: project_mu_inf(A, GAMMA, method="sort"), repeats)
+        proj = MuInfProjector(GAMMA, method="pivot")
+        t_p = best_time(lambda: proj(A), repeats)
+        diff = float((project_mu_inf(A, GAMMA, method="sort") - proj(A)).abs().max())
+        print(f"| {n} | {t_s * 1e3:.3g} | {t_p * 1e3:.3g} | {t_p / t_s:.2f} | {proj.info['passes']} "
+              f"| {diff:.1e} |", flush=True)
+
+
+def training_table(sizes, dtype, steps, lr):
+    print(f"\n### Training-like sequence: {steps} Adam steps (lr = {lr:g}) on ½‖A − M‖², each followed "
+          "by a projection\n")
+    print("| n | sort-based (µs/step) | pivot, cold (µs/step) | pivot, warm start (µs/step) "
+          "| rows projected | passes cold | passes warm |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        g = torch.Generator().manual_seed(1)
+        M = torch.randn(n, n, generator=g, dtype=dtype) * 2 / n ** 0.5  # an infeasible target
+        A0 = project_mu_inf(random_matrix(n, dtype, seed=2), GAMMA)
+        # the same trajectory for every method: record the pre-projection iterates once
+        A = torch.nn.Parameter(A0.clone())
+        opt = torch.optim.Adam([A], lr=lr)
+        inputs = []
+        for _ in range(steps):
+            opt.zero_grad()
+            (0.5 * (A - M).pow(2).sum()).backward()
+            opt.step()
+            inputs.append(A.detach().clone())
+            with torch.no_grad():
+                A.copy_(project_mu_inf(A, GAMMA))
+        row = [str(n)]
+        stats = {}
+        for name, proj in [("sort", MuInfProjector(GAMMA, method="sort")),
+                           ("cold", MuInfProjector(GAMMA, method="pivot")),
+                           ("warm", MuInfProjector(GAMMA, method="pivot", warm_start=True))]:
+            best = float("inf")
+            for _ in range(3):
+                proj.reset()
+                passes, projected = [], []
+                t0 = time.perf_counter()
+                for B in inputs:
+                    proj(B)
+                    passes.append(proj.info.get("passes", 0))
+                    projected.append(proj.info.get("projected", 0))
+                best = min(best, time.perf_counter() - t0)
+            stats[name] = (best / steps, np.mean(passes), np.mean(projected))
+            row.append(f"{best / steps * 1e6:.0f}")
+        row += [f"{stats['cold'][2]:.1f} of {n}", f"{stats['cold'][1]:.1f}", f"{stats['warm'][1]:.1f}"]
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (about 30 s)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 500, 1000, 2000])
+    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: stable timings on a shared machine)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--cvxpy-full-max", type=int, default=200, help="largest n solved in full by CVXPY")
+    ap.add_argument("--cvxpy-sample", type=int, default=20, help="rows timed for larger n (extrapolated)")
+    ap.add_argument("--cvxpy-max", type=int, default=2000, help="largest n for which CVXPY is timed")
+    ap.add_argument("--steps", type=int, default=100, help="steps of the training-like sequence")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes = [s for s in args.sizes if s <= 200] or [50, 100, 200]
+        args.repeats, args.cvxpy_full_max, args.cvxpy_sample, args.steps = 3, 100, 5, 30
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
+          f"{args.dtype}, γ = {GAMMA}, A = randn(n, n)/√n, best of {args.repeats}\n")
+    main_table(args.sizes, dtype, args.repeats, args.cvxpy_full_max, args.cvxpy_sample, args.cvxpy_max)
+    methods_table(args.sizes, dtype, args.repeats)
+    training_table([n for n in (100, 1000) if n <= max(args.sizes)], dtype, args.steps, 1e-3)
+
+
+if __name__ == "__main__":
+    main()
