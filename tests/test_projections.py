@@ -179,6 +179,16 @@ def test_pivot_fallback_and_warm_start_are_exact():
         torch.testing.assert_close(X_warm, X_sort, rtol=0, atol=1e-12 * float(V.abs().max()))
     torch.testing.assert_close(X_one, X_sort, rtol=0, atol=1e-12 * float(V.abs().max()))
     torch.testing.assert_close(lam_piv, lam_sort, rtol=1e-12, atol=0)
+    # large enough for the pivoting to drop finished rows between passes; weighted rows too
+    V = torch.tensor(rng.standard_normal((400, 300)) * np.exp(rng.uniform(-3, 3, (400, 1))))
+    W = torch.tensor(rng.uniform(0.2, 5, (400, 300)))
+    idx = torch.randint(0, 300, (400, 1))
+    for Wm in (None, W):
+        X_sort, _ = _project_rows(V, Wm, idx, 0.3, "sort")
+        info = {}
+        X_piv, _ = _project_rows(V, Wm, idx, 0.3, "pivot", info=info)
+        assert info["projected"] > 300 and info["passes"] >= 3
+        torch.testing.assert_close(X_piv, X_sort, rtol=0, atol=1e-12 * float(V.abs().max()))
 
 
 def test_projector_object_reuses_state_and_matches_function():
@@ -424,8 +434,8 @@ def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
     assert mu_inf(X) <= 0.1 + 1e-8
     solve = projections._solve
 
-    def solve_then_spoil(prob, opts, what):  # a solver that reports 'optimal' for an infeasible point
-        solve(prob, opts, what)
+    def solve_then_spoil(prob, opts, what, retry=True):  # reports 'optimal' for an infeasible point
+        solve(prob, opts, what, retry)
         for var in prob.variables():
             var.value = var.value + 1.0
 
@@ -435,3 +445,23 @@ def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
     assert info.value.status == "optimal"
     with pytest.raises(ProjectionError, match="above the bound"):
         project_mu_2(A, 0.1, method="cvxpy")
+
+
+def test_cvxpy_retries_once_with_a_looser_gap(monkeypatch):
+    import linf_opt.projections as projections
+
+    A = np.random.default_rng(1).standard_normal((4, 4)) * 3
+    solve_once = projections._solve_once
+    seen = []
+
+    def stalls_at_tight_gaps(prob, opts):  # Clarabel stopping short of the tightest gap tolerances
+        seen.append(opts["tol_gap_abs"])
+        return "optimal_inaccurate" if opts["tol_gap_abs"] < 1e-14 else solve_once(prob, opts)
+
+    monkeypatch.setattr(projections, "_solve_once", stalls_at_tight_gaps)
+    X = project_mu_inf(A, 0.2, method="cvxpy")  # default: gap 1e-15, retried at 1e-13
+    np.testing.assert_allclose(X, project_mu_inf(A, 0.2), atol=1e-7 * np.abs(A).max())
+    assert min(seen) == pytest.approx(1e-15) and max(seen) == pytest.approx(1e-13)
+    with pytest.raises(ProjectionError) as info:  # a gap the caller chose is not relaxed
+        project_mu_inf(A, 0.2, method="cvxpy", solver_options={"tol_gap_abs": 1e-15, "tol_gap_rel": 1e-15})
+    assert info.value.status == "optimal_inaccurate"
