@@ -18,6 +18,9 @@ from .projections import (MuInfProjector, project_conv_kernel, project_mu_2, pro
                           project_norm_inf)
 from .sets import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
                    register_set)
+from .sets import DiagonalMetricSet, PerronFrobeniusSet, WeightedMuInf
+from .sdp import (DiagonalMetricCertificate, SDPTooLargeError, diagonal_metric_certificate,
+                  diagonal_metric_value, project_monotone_sdp)
 from .parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
 from .training import NonFiniteLossError, Trainer, TrainResult, evaluate, load_run, train
 

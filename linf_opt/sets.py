@@ -238,6 +238,209 @@ class MonotoneSet(FeasibleSet):
 
 
 # ---------------------------------------------------------------------------------------------------
+# the non-convex sets of the comparison (SPEC §7): weighted ℓ∞, Perron–Frobenius, diagonal metric
+# ---------------------------------------------------------------------------------------------------
+# They have no Euclidean projection (has_projection is False). Each offers ``feasible_point(A)``
+# instead: a point of the set near A (A itself when A is inside), so ‖A − feasible_point(A)‖_F is an
+# upper bound on the distance to the set. It is a heuristic, not the nearest point.
+
+from .measures import metzler_majorant, optimal_weights, spectral_abscissa  # noqa: E402
+from . import sdp as _sdp  # noqa: E402
+
+__all__ += ["WeightedMuInf", "PerronFrobeniusSet", "DiagonalMetricSet"]
+
+
+def _per_matrix(fn, t: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """Apply fn(a: float64 ndarray (n, n)) -> float to each matrix of a batch; shape (...)."""
+    flat = t.detach().reshape(-1, t.shape[-1], t.shape[-1]).cpu().double().numpy()
+    vals = [fn(a) for a in flat]
+    return torch.as_tensor(np.array(vals, dtype=np.float64), dtype=dtype, device=t.device).reshape(t.shape[:-2])
+
+
+class WeightedMuInf(FeasibleSet):
+    """Weighted ℓ∞: {A : ∃η > 0 with μ_{∞,η}(A) ≤ γ} = {A : α(M(A)) ≤ γ}, a union of polytopes P(γ, η).
+
+    ``value`` is the spectral abscissa of the Metzler majorant, α(M(A)) = inf_η μ_{∞,η}(A) (SPEC §2);
+    the set is not convex (for 2×2, α(M) = √(|a₁₂a₂₁|) on a zero diagonal: a hyperbola).
+    ``feasible_point(A)`` (heuristic) is the nearer of the Euclidean projections onto the polytopes
+    P(γ, η*) and P(γ, 1), η* the Perron weights of M(A) (:func:`~linf_opt.measures.optimal_weights`):
+    a point of the set, generally not the nearest one, and never farther than the ℓ∞ polytope's
+    projection. Training under this set projects onto P(γ, η*) with η* re-estimated once per epoch.
+
+        >>> WeightedMuInf(0.9).value(np.array([[0.0, 10.0], [0.01, 0.0]]))     # √(10·0.01) ≈ 0.316
+    """
+
+    name = "weighted_mu_inf"
+    convex = False
+    has_projection = False
+
+    def __init__(self, gamma: float):
+        self.gamma = check_scalar(gamma, "gamma")
+
+    @property
+    def bound(self) -> float:
+        return self.gamma
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma}
+
+    def value(self, A):
+        """α(M(A)) = max Re λ(M(A)), M(A) the Metzler majorant (diagonal aᵢᵢ, off-diagonal |aᵢⱼ|)."""
+        as_matrix(A, "A")
+        return spectral_abscissa(metzler_majorant(A))
+
+    def weights(self, A):
+        """The (near-)optimal weights η* and μ_{∞,η*}(A) (see :func:`~linf_opt.measures.optimal_weights`)."""
+        return optimal_weights(A)
+
+    def feasible_point(self, A):
+        """A itself when inside, else the nearer of Π_{P(γ, η*(A))}(A) and Π_{P(γ, 1)}(A) (heuristic)."""
+        t, was_numpy = as_matrix(A, "A")
+        t = t.detach()
+        eta, _ = optimal_weights(t.double())
+        X1 = torch.as_tensor(project_mu_inf(t.double(), self.gamma, eta)).to(t.dtype)
+        X2 = torch.as_tensor(project_mu_inf(t, self.gamma))
+        closer = torch.linalg.matrix_norm(t - X1) <= torch.linalg.matrix_norm(t - X2)
+        X = torch.where(closer.unsqueeze(-1).unsqueeze(-1), X1, X2)
+        inside = torch.as_tensor(self.contains(t))
+        return like_input(torch.where(inside.unsqueeze(-1).unsqueeze(-1), t, X), was_numpy)
+
+
+class PerronFrobeniusSet(FeasibleSet):
+    """The Perron–Frobenius set {A : ρ(|A|) ≤ γ}, γ ≥ 0 (non-convex; inside the weighted ℓ∞ set).
+
+    ρ(|A|) ≥ α(M(A)), so this set lies inside :class:`WeightedMuInf` with the same γ, and it holds the
+    norm ball (ρ(|A|) ≤ ‖A‖∞). Unlike the ℓ∞ measures it charges |aᵢᵢ|: negative diagonals cost.
+    ``feasible_point(A)`` scales A by γ/ρ(|A|) when outside (heuristic).
+
+        >>> PerronFrobeniusSet(0.9).value(np.array([[-10.0, 9.9], [0.0, 0.0]]))   # 10: outside
+    """
+
+    name = "perron_frobenius"
+    convex = False
+    has_projection = False
+
+    def __init__(self, gamma: float):
+        self.gamma = check_scalar(gamma, "gamma", low=0.0)
+
+    @property
+    def bound(self) -> float:
+        return self.gamma
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma}
+
+    def value(self, A):
+        """ρ(|A|), the Perron root of the entrywise absolute value (= α(|A|) for a non-negative matrix)."""
+        t, was_numpy = as_matrix(A, "A")
+        return like_input(torch.as_tensor(spectral_abscissa(t.abs())).clamp(min=0), was_numpy)
+
+    def feasible_point(self, A):
+        """A when inside, else (γ/ρ(|A|))·A, a point on the boundary (heuristic, caller's type)."""
+        t, was_numpy = as_matrix(A, "A")
+        t = t.detach()
+        rho = torch.as_tensor(self.value(t))
+        inside = torch.as_tensor(self.contains(t))
+        factor = torch.where(inside, 1.0, self.gamma / rho.clamp(min=torch.finfo(t.dtype).tiny))
+        return like_input(t * factor.unsqueeze(-1).unsqueeze(-1), was_numpy)
+
+
+class DiagonalMetricSet(FeasibleSet):
+    """Diagonal-metric ℓ2 set: {A : ∃ diagonal Λ ≻ 0 with ΛA + AᵀΛ ⪯ 2γΛ} (Lipschitz-bounded
+    equilibrium networks use γ = 1, strict). Non-convex in A (convex for a fixed Λ).
+
+    ``value(A)`` is ν(A) = inf over diagonal D ≻ 0 of μ₂(D A D⁻¹), the least level c for which some
+    diagonal Λ = D² gives ΛA + AᵀΛ ⪯ 2cΛ (:func:`~linf_opt.sdp.diagonal_metric_value`: bisection with
+    one feasibility SDP per step to relative accuracy ``rtol``; the value returned is certified by a Λ
+    recomputed in float64; closed form for n = 2). It contains the monotone set μ₂ ≤ γ (Λ = I) and the
+    weighted ℓ∞ set α(M(A)) ≤ γ (Λ from the Perron vectors of M(A)).
+
+    ``contains(A, tol)`` asks for a verified certificate at level γ + tol·max(1, |γ|, scale(A)) (as the
+    other sets' tolerance): cheap certificates first (Λ = I, Perron, 2×2 closed form), the spectral
+    obstruction α(A) ≥ level, and only then one SDP at level − ``eps``. ``certificate(A)`` returns the
+    :class:`~linf_opt.sdp.DiagonalMetricCertificate` at level γ (strict: a returned Λ has level < γ) and
+    keeps it in ``last_certificate``. SDPs estimated above ``max_seconds`` (default
+    ``sdp.DEFAULT_MAX_SECONDS``) raise :class:`~linf_opt.sdp.SDPTooLargeError` unless ``force=True``;
+    failed solves raise :class:`~linf_opt.errors.ProjectionError` with the solver status.
+
+        >>> S = DiagonalMetricSet(0.9); S.contains(np.array([[0.0, 10.0], [0.01, 0.0]]))
+        True
+    """
+
+    name = "diagonal_metric"
+    convex = False
+    has_projection = False
+
+    def __init__(self, gamma: float = 1.0, eps: float = 1e-6, rtol: float = 1e-5, force: bool = False,
+                 max_seconds: float | None = None):
+        self.gamma = check_scalar(gamma, "gamma")
+        self.eps = check_scalar(eps, "eps", low=0.0)
+        self.rtol = check_scalar(rtol, "rtol", low=0.0, low_open=True)
+        self.force = bool(force)
+        self.max_seconds = None if max_seconds is None else check_scalar(max_seconds, "max_seconds", low=0.0)
+        self.last_certificate: _sdp.DiagonalMetricCertificate | None = None
+
+    @property
+    def bound(self) -> float:
+        return self.gamma
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "eps": self.eps, "rtol": self.rtol, "force": self.force,
+                "max_seconds": self.max_seconds}
+
+    def _sdp_args(self) -> dict[str, Any]:
+        return {"force": self.force, "max_seconds": self.max_seconds}
+
+    def value(self, A):
+        """ν(A) = inf_D μ₂(D A D⁻¹) over positive diagonal D (certified to relative accuracy ``rtol``)."""
+        t, was_numpy = as_matrix(A, "A")
+        v = _per_matrix(lambda a: _sdp.diagonal_metric_value(a, rtol=self.rtol, **self._sdp_args())[0], t)
+        return like_input(v.to(t.dtype) if t.is_floating_point() else v, was_numpy)
+
+    def certificate(self, A) -> _sdp.DiagonalMetricCertificate:
+        """The certificate for one matrix at level γ (see :func:`~linf_opt.sdp.diagonal_metric_certificate`)."""
+        cert = _sdp.diagonal_metric_certificate(A, self.gamma, eps=self.eps, **self._sdp_args())
+        self.last_certificate = cert
+        return cert
+
+    def contains(self, A, tol: float = 1e-9):
+        """Whether a verified Λ exists at level γ + tol·max(1, |γ|, scale(A)); bool or bool array/tensor."""
+        tol = check_scalar(tol, "tol", low=0.0)
+        t, was_numpy = as_matrix(A, "A")
+        if t.is_floating_point():
+            tol = max(tol, 32 * torch.finfo(t.dtype).eps)
+
+        def one(a: np.ndarray) -> float:
+            scale = max(np.abs(a).sum(1).max(), np.abs(a).sum(0).max(), 1.0, abs(self.gamma))
+            cert = _sdp.diagonal_metric_certificate(a, self.gamma + tol * scale, eps=self.eps, **self._sdp_args())
+            self.last_certificate = cert
+            return float(cert.feasible)
+
+        inside = _per_matrix(one, t) > 0.5
+        if inside.ndim == 0:
+            return bool(inside)
+        return like_input(inside, was_numpy)
+
+    def feasible_point(self, A):
+        """The nearer of the monotone projection (Λ = I) and the weighted-ℓ∞ point (Λ from Perron vectors).
+
+        Both sets lie inside this one, so the result is in the set and ‖A − result‖_F bounds the distance
+        from above (heuristic; A itself when A is inside).
+        """
+        t, was_numpy = as_matrix(A, "A")
+        t = t.detach()
+        X1 = torch.as_tensor(project_mu_2(t, self.gamma))
+        X2 = torch.as_tensor(WeightedMuInf(self.gamma).feasible_point(t))
+        d1, d2 = torch.linalg.matrix_norm(t - X1), torch.linalg.matrix_norm(t - X2)
+        X = torch.where((d1 <= d2).unsqueeze(-1).unsqueeze(-1), X1, X2)
+        inside = torch.as_tensor(self.contains(t))
+        return like_input(torch.where(inside.unsqueeze(-1).unsqueeze(-1), t, X), was_numpy)
+
+
+# ---------------------------------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------------------------------
 
@@ -295,3 +498,6 @@ def get_set(name: str, **params) -> FeasibleSet:
 register_set("mu_inf", MuInfPolytope)
 register_set("norm_inf", NormInfBall)
 register_set("monotone", MonotoneSet)
+register_set("weighted_mu_inf", WeightedMuInf)
+register_set("perron_frobenius", PerronFrobeniusSet)
+register_set("diagonal_metric", DiagonalMetricSet)
