@@ -124,7 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="override the data directory stored in the run")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="compare the ℓ∞ feasible set with the ℓ2 / SDP alternatives",
+                       description="Run the feasible-set studies (containment, slices, volume, distance; "
+                                   "training when asked) and write report.md and PNG figures to --out.")
+    p.add_argument("--n", type=int, default=6, help="largest matrix size of the ensembles and slices (default 6)")
+    p.add_argument("--samples", type=int, default=200, help="matrices per random ensemble (default 200)")
+    p.add_argument("--out", default="reports/compare", help="report directory (default reports/compare)")
+    p.add_argument("--gamma", type=float, default=0.9, help="common level γ of every set (default 0.9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--training-results", help="results of bench/compare_training.py to include as study 5")
+    p.add_argument("--train", metavar="PROBLEM", help="train PROBLEM under every set now (study 5; minutes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_compare)
     return parser
+
+
+def _cmd_compare(args) -> int:
+    from .compare import write_report
+
+    if args.n < 2 or args.samples < 1:
+        print(f"error: --n must be ≥ 2 and --samples ≥ 1, got {args.n} and {args.samples}", file=sys.stderr)
+        return 2
+    path = write_report(args.out, n=args.n, samples=args.samples, gamma=args.gamma, seed=args.seed,
+                        training_results=args.training_results, train_problem=args.train,
+                        progress=not args.no_progress)
+    print(f"report written to {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

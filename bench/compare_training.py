@@ -1,0 +1,52 @@
+"""Study 5 of the feasible-set comparison: one problem trained under every set with the same budget.
+
+Trains ``--problem`` once per variant of ``linf_opt.compare.TRAINING_VARIANTS`` (ℓ∞ polytope, weighted
+ℓ∞, norm ball, monotone by projection and by reparametrization, unconstrained), each in
+``OUT/<set>_<enforce>``, and writes ``OUT/results.json`` and ``OUT/table.md`` (final test accuracy or
+MSE, certified ℓ∞ Lipschitz bounds, μ∞ / α(M) / μ₂ of the final A, mean solver iterations, epoch time).
+Finished variants are reused, so an interrupted run continues where it stopped. Overrides
+``key=value`` apply to every variant (the same budget for all).
+
+    python bench/compare_training.py --problem problems/function_estimation.toml --out runs/compare/fe --seeds 0 1 2
+    python bench/compare_training.py --problem problems/mnist_fc.toml --out runs/compare/mnist \\
+        data.train_limit=10000 data.test_limit=2000 training.epochs=3 data.data_dir=../shared/data/mnist
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from linf_opt.compare import TRAINING_VARIANTS, training_study
+from linf_opt.config import parse_assignment
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problem", default="problems/function_estimation.toml")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), choices=list(TRAINING_VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="repeat with these seeds (default: the problem's)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = dict(parse_assignment(a) for a in args.overrides)
+    t0 = time.perf_counter()
+    study = training_study(args.problem, variants=args.variants, out_dir=args.out, overrides=overrides,
+                           seeds=args.seeds, progress=args.progress)
+    out = Path(args.out)
+    table = study.table()
+    (out / "table.md").write_text(f"Problem {study.problem} ({args.problem}; overrides: {overrides or 'none'})\n\n"
+                                  + table + "\n")
+    if study.figure is not None:
+        study.figure.savefig(out / "training.png", dpi=100)
+    print(table)
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
