@@ -22,6 +22,10 @@ from .sets import DiagonalMetricSet, PerronFrobeniusSet, WeightedMuInf
 from .sdp import (DiagonalMetricCertificate, SDPTooLargeError, diagonal_metric_certificate,
                   diagonal_metric_value, project_monotone_sdp)
 from .parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
+from .input_space import InputSpace
+from .attacks import attack_accuracy, fgsm, pgd
+from .certify import CertifyResult, ReachableBox, reachable_box   # the module linf_opt.certify keeps its name
+from .robust_training import robust_loss, robust_schedule
 from .training import NonFiniteLossError, Trainer, TrainResult, evaluate, load_run, train
 
 __version__ = "0.1.0"
