@@ -1,8 +1,9 @@
 """Benchmark: Euclidean projection onto P(γ) = {A : μ∞(A) ≤ γ} (issue: exact projections).
 
 A = randn(n, n)/√n (float64 unless ``--dtype``), γ = 0.9: every row is infeasible and is projected.
-Times are the minimum over ``--repeats`` runs in this process (after one warm-up run), and every
-ratio compares numbers measured in the same run:
+Times are the minimum over ``--repeats`` rounds in this process (after one warm-up run; the timed
+functions of a row run round-robin, so that load changes on a shared machine hit all of them), and
+every ratio compares numbers measured in the same run, single-threaded unless ``--threads``:
 
 1. the default closed form (``method="exact"``) against the CVXPY + Clarabel reference (row by row,
    default tolerances), one ``torch.sort`` of the n×n matrix along its rows, and one elementwise pass
@@ -33,14 +34,19 @@ from linf_opt.projections import EXACT_SORT_MAX_ROW
 GAMMA = 0.9
 
 
-def best_time(f, repeats: int) -> float:
-    """Minimum wall-clock time of ``f()`` over ``repeats`` runs, after one warm-up run."""
-    f()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def best_times(fns: dict, repeats: int) -> dict:
+    """Minimum wall-clock time of each ``f()`` over ``repeats`` rounds, after one warm-up run each.
+
+    The functions run round-robin, so that a change of load on a shared machine hits all of them.
+    """
+    for f in fns.values():
         f()
-        best = min(best, time.perf_counter() - t0)
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -78,9 +84,9 @@ def main_table(sizes, dtype, repeats, cvxpy_full_max, cvxpy_sample, cvxpy_max):
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         A = random_matrix(n, dtype)
-        t_exact = best_time(lambda: project_mu_inf(A, GAMMA), repeats)
-        t_sort = best_time(lambda: torch.sort(A, dim=-1), repeats)
-        t_abs = best_time(lambda: A.abs(), max(repeats, 20))
+        t = best_times({"exact": lambda: project_mu_inf(A, GAMMA), "sort": lambda: torch.sort(A, dim=-1),
+                        "abs": lambda: A.abs()}, repeats)
+        t_exact, t_sort, t_abs = t["exact"], t["sort"], t["abs"]
         if n <= cvxpy_max:
             t_cvx, approx = cvxpy_time(A.double(), n if n <= cvxpy_full_max else cvxpy_sample)
             cvx = f"{'≈' if approx else ''}{t_cvx:.3g}"
@@ -98,9 +104,9 @@ def methods_table(sizes, dtype, repeats):
     print("|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         A = random_matrix(n, dtype)
-        t_s = best_time(lambda: project_mu_inf(A, GAMMA, method="sort"), repeats)
         proj = MuInfProjector(GAMMA, method="pivot")
-        t_p = best_time(lambda: proj(A), repeats)
+        t = best_times({"sort": lambda: project_mu_inf(A, GAMMA, method="sort"), "pivot": lambda: proj(A)}, repeats)
+        t_s, t_p = t["sort"], t["pivot"]
         diff = float((project_mu_inf(A, GAMMA, method="sort") - proj(A)).abs().max())
         print(f"| {n} | {t_s * 1e3:.3g} | {t_p * 1e3:.3g} | {t_p / t_s:.2f} | {proj.info['passes']} "
               f"| {diff:.1e} |", flush=True)
@@ -127,24 +133,25 @@ def training_table(sizes, dtype, steps, lr):
             inputs.append(A.detach().clone())
             with torch.no_grad():
                 A.copy_(project_mu_inf(A, GAMMA))
-        row = [str(n)]
+        projectors = {"sort": MuInfProjector(GAMMA, method="sort"),
+                      "cold": MuInfProjector(GAMMA, method="pivot"),
+                      "warm": MuInfProjector(GAMMA, method="pivot", warm_start=True)}
         stats = {}
-        for name, proj in [("sort", MuInfProjector(GAMMA, method="sort")),
-                           ("cold", MuInfProjector(GAMMA, method="pivot")),
-                           ("warm", MuInfProjector(GAMMA, method="pivot", warm_start=True))]:
-            best = float("inf")
-            for _ in range(3):
-                proj.reset()
-                passes, projected = [], []
-                t0 = time.perf_counter()
-                for B in inputs:
-                    proj(B)
-                    passes.append(proj.info.get("passes", 0))
-                    projected.append(proj.info.get("projected", 0))
-                best = min(best, time.perf_counter() - t0)
-            stats[name] = (best / steps, np.mean(passes), np.mean(projected))
-            row.append(f"{best / steps * 1e6:.0f}")
-        row += [f"{stats['cold'][2]:.1f} of {n}", f"{stats['cold'][1]:.1f}", f"{stats['warm'][1]:.1f}"]
+
+        def sequence(proj, record=None):
+            proj.reset()
+            for B in inputs:
+                proj(B)
+                if record is not None:
+                    record.append((proj.info.get("passes", 0), proj.info.get("projected", 0)))
+
+        for name, proj in projectors.items():
+            rec = []
+            sequence(proj, rec)
+            stats[name] = np.mean(rec, axis=0)
+        t = best_times({k: (lambda p=p: sequence(p)) for k, p in projectors.items()}, 3)
+        row = [str(n)] + [f"{t[k] / steps * 1e6:.0f}" for k in ("sort", "cold", "warm")]
+        row += [f"{stats['cold'][1]:.1f} of {n}", f"{stats['cold'][0]:.1f}", f"{stats['warm'][0]:.1f}"]
         print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -465,3 +465,20 @@ def test_cvxpy_retries_once_with_a_looser_gap(monkeypatch):
     with pytest.raises(ProjectionError) as info:  # a gap the caller chose is not relaxed
         project_mu_inf(A, 0.2, method="cvxpy", solver_options={"tol_gap_abs": 1e-15, "tol_gap_rel": 1e-15})
     assert info.value.status == "optimal_inaccurate"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 300, 300, generator=g, dtype=torch.float64) / 300 ** 0.5
+    eta = torch.rand(300, generator=g, dtype=torch.float64) + 0.5
+    for method in ("sort", "pivot", "exact"):
+        for e in (None, eta):
+            X = project_mu_inf(A.cuda(), 0.5, None if e is None else e.cuda(), method=method)
+            assert X.is_cuda and X.dtype == A.dtype
+            torch.testing.assert_close(X.cpu(), project_mu_inf(A, 0.5, e, method=method), rtol=0, atol=1e-12)
+            assert bool((mu_inf(X, None if e is None else e.cuda()) <= 0.5 + 1e-12).all())
+    torch.testing.assert_close(project_norm_inf(A.cuda(), 2.0).cpu(), project_norm_inf(A, 2.0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(project_mu_2(A.cuda(), 0.1).cpu(), project_mu_2(A, 0.1), rtol=0, atol=1e-10)
+    K = torch.randn(4, 4, 3, 3, generator=g, dtype=torch.float32)
+    torch.testing.assert_close(project_conv_kernel(K.cuda(), 0.5).cpu(), project_conv_kernel(K, 0.5), rtol=0, atol=1e-5)
