@@ -54,8 +54,8 @@ from .errors import ConvergenceWarning, ShapeError
 from .implicit import equilibrium
 from .input_space import PIXELS, InputSpace, batch_slices, prepare_batch
 from .lipschitz import lipschitz_bound
-from .measures import _row_measures, _scaled
-from .solvers import SolverStats, default_tol
+from .measures import _average_step, _row_measures, _scaled
+from .solvers import SolverStats, _inf, _Monitor, _scale, default_tol, register_solver
 
 __all__ = ["embedded_matrix", "embedded_equilibrium", "ibp_matrix", "reachable_box", "ReachableBox",
            "output_bounds", "margin_lower_bounds", "certify", "CertifyResult", "METHODS", "BOX_METHODS"]
@@ -96,9 +96,44 @@ def _box_injection(net, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tenso
     return torch.cat([qc - qr, qc + qr], 1)
 
 
+@register_solver("embedded_average")
+def embedded_average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+    """The average iteration for a block matrix Â = [[P, N], [N, P]] (the embedded network), same iterates.
+
+    With s = x̲ + x̄ and d = x̄ − x̲, the products are P x̲ + N x̄ = ½(P + N)s − ½(P − N)d and
+    P x̄ + N x̲ = ½(P + N)s + ½(P − N)d: two n × n products per step instead of one 2n × 2n (half the
+    work). Any other matrix raises ``ValueError``.
+    """
+    n = A.shape[0] // 2
+    P, N = A[:n, :n], A[:n, n:]
+    if A.shape[0] % 2 or not (torch.equal(A[n:, n:], P) and torch.equal(A[n:, :n], N)):
+        raise ValueError(f"A: method 'embedded_average' needs a block matrix [[P, N], [N, P]] (the embedded "
+                         f"network's Â), got a {tuple(A.shape)} matrix without that structure")
+    Ht, Gt = ((P + N) / 2).t().contiguous(), ((P - N) / 2).t().contiguous()
+
+    def image(X):
+        lo, hi = X[:, :n], X[:, n:]
+        a, g = (lo + hi) @ Ht, (hi - lo) @ Gt
+        return act(torch.cat([a - g, a + g], 1).add_(Q))
+
+    alpha = float(_average_step(A)) if alpha is None else float(alpha)
+    mon = _Monitor("embedded_average", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
+    X = x0
+    F = image(X)
+    mon.evaluations = 1
+    D = F - X
+    while not mon.update(_inf(D), _scale(mon, F)):
+        X = X.add_(D, alpha=alpha) if mon.k else X + alpha * D   # never write into the caller's x0
+        F = image(X)
+        D = torch.sub(F, X, out=D)
+        mon.k += 1
+        mon.evaluations += 1
+    return X, mon.stats()
+
+
 def _solver_settings(net, method, tol, rtol, max_iter, strict):
     if method is None:
-        method = net.method if net.method in ("average", "anderson") else "average"
+        method = {"average": "embedded_average", "anderson": "anderson"}.get(net.method, "embedded_average")
     return dict(method=method, alpha=net.alpha, tol=net.tol if tol is None else tol,
                 rtol=net.rtol if rtol is None else rtol, max_iter=net.max_iter if max_iter is None else max_iter,
                 strict=net.strict if strict is None else strict, backward=net.backward,
@@ -112,7 +147,8 @@ def embedded_equilibrium(net, lower: torch.Tensor, upper: torch.Tensor, *, metho
 
     lower, upper: (batch, r) tensors in the network's dtype, lower ≤ upper (not checked here: this is
     the robust-training hot path; :func:`reachable_box` validates). Solver settings default to the
-    network's (``method``: the network's if "average"/"anderson", else "average"). Returns
+    network's (``method``: "embedded_average", the structured average iteration, unless the network
+    uses "anderson"). Returns
     ``(x_lower, x_upper, stats)``, each bound of shape (batch, n), exactly as solved (not widened).
     """
     n = net.A.shape[0]

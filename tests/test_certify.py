@@ -88,6 +88,25 @@ def test_embedded_fixed_point_brackets_the_centre(name):
             assert torch.allclose(xl, x, atol=1e-9) and torch.allclose(xu, x, atol=1e-9)
 
 
+def test_structured_embedded_solver_matches_the_plain_average_iteration():
+    from linf_opt.activations import get_activation
+    from linf_opt.solvers import get_solver
+    net = make_net(1)
+    u = inputs_for(net, 0, batch=8)
+    E = embedded_matrix(net.A.detach())
+    Q = torch.randn(8, 2 * net.hidden_features, dtype=F64)
+    relu = get_activation("relu")
+    opts = dict(alpha=None, tol=1e-12, rtol=0.0, max_iter=5000, trace=True)
+    X1, s1 = get_solver("average")(E, Q, relu, torch.zeros_like(Q), **opts)
+    X2, s2 = get_solver("embedded_average")(E, Q, relu, torch.zeros_like(Q), **opts)
+    assert s2.all_converged and s1.iterations == s2.iterations and s1.alpha == s2.alpha
+    assert torch.allclose(X1, X2, atol=1e-11)
+    assert s2.trace == pytest.approx(s1.trace, rel=1e-6, abs=1e-12)
+    bad = E.clone(); bad[0, -1] += 1.0
+    with pytest.raises(ValueError, match=r"\[\[P, N\], \[N, P\]\]"):
+        get_solver("embedded_average")(bad, Q, relu, torch.zeros_like(Q), **opts)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Box bounds contain every output of the box
 # ----------------------------------------------------------------------------------------------------
