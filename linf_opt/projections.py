@@ -135,12 +135,17 @@ def _weighted_abs(X: torch.Tensor, W: torch.Tensor | None, idx: torch.Tensor | N
 
 
 def _row_values(X, W, idx, out=None):
-    """Row value r = xᵢ + Σ_{j≠i} wⱼ|xⱼ| (or Σ wⱼ|xⱼ| without a linear coordinate), and wⱼ|xⱼ|."""
+    """Row values r = xᵢ + s with s = Σ_{j≠i} wⱼ|xⱼ| (r = s without a linear coordinate).
+
+    Returns (r, Q, d, s): Q holds wⱼ|xⱼ| (the linear coordinate zeroed), d the linear coordinates xᵢ
+    (None without them).
+    """
     Q = _weighted_abs(X, W, idx, out)
     s = Q.sum(-1)
     if idx is None:
-        return s, Q
-    return X.gather(-1, idx).squeeze(-1) + s, Q
+        return s, Q, None, s
+    d = X.gather(-1, idx).squeeze(-1)
+    return d + s, Q, d, s
 
 
 def _multipliers_sort(T, c, P, Wsq, linear: bool) -> torch.Tensor:
@@ -183,9 +188,8 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
     n_rows, m = T.shape
     # One work buffer for every pass: on CPU a fresh large tensor costs more in page faults than the
     # arithmetic of a pass (measured: ~2.5× an in-place pass at n = 1000).
-    buf = torch.empty_like(T) if work is None else work
+    H = torch.empty_like(T) if work is None else work
     for it in range(1, max_iter + 1):
-        H = buf[:T.shape[0]]
         torch.sub(T, lam.unsqueeze(-1), out=H).clamp_(min=0)
         if Wsq is None:
             g = H.sum(-1)
@@ -197,17 +201,17 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
         g += c
         if linear:
             g -= lam
-            den = den + 1
-        done = g.abs() <= tol_g
-        if cnt_prev is not None:
-            # Consecutive iterates bracket nested active sets, so equal counts mean equal sets: λ is exact.
-            done |= cnt == cnt_prev
-        if linear:
-            new = torch.addcdiv(lam, g, den)
+            new = torch.addcdiv(lam, g, den + 1)
         else:  # slope 0 only beyond the last breakpoint, reachable for γ = 0 where that is a root
             new = torch.where(den > 0, torch.addcdiv(lam, g, den.clamp(min=torch.finfo(T.dtype).tiny)), lam)
         if it == 1:  # from an arbitrary start the first step may overshoot to the left of 0
             new.clamp_(min=0)
+            lam, cnt_prev, out = new, cnt, new  # no row can be certified before its second pass
+            continue
+        # Consecutive iterates bracket nested active sets, so equal counts mean equal sets: λ is exact.
+        done = cnt == cnt_prev
+        if it > 3:  # ties at the root can make the counts flicker: accept |g| at round-off level
+            done |= g.abs() <= tol_g
         new = torch.where(done, lam, new)
         if rows is None:
             out = new
@@ -223,6 +227,7 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
             T, c, tol_g = T.index_select(0, keep), c.index_select(0, keep), tol_g.index_select(0, keep)
             Wsq = None if Wsq is None else Wsq.index_select(0, keep)
             new, cnt = new.index_select(0, keep), cnt.index_select(0, keep)
+            H = H[:n_rows]
         lam, cnt_prev = new, cnt
     # Safety net (Newton may need up to m steps on adversarial breakpoints): finish these rows by sorting.
     P = T if Wsq is None else T * Wsq
@@ -255,13 +260,11 @@ def _repair(X, W, idx, g: torch.Tensor, work=None) -> None:
     shape a later call sees) and then on the rows being fixed (on CPU a row's sum does not depend on
     the other rows).
     """
-    r, Q = _row_values(X, W, idx, out=work)
+    r, Q, d, s = _row_values(X, W, idx, out=work)
     bad = r > g
     if not bool(bad.any()):
         return
     if idx is not None:  # O(rows): only diagonal entries change, s stays as computed
-        d = X.gather(-1, idx).squeeze(-1)
-        s = Q.sum(-1)  # the same sum as inside r (recomputing r − d would round differently)
         new = torch.where(bad, torch.minimum(g - s, torch.nextafter(d, torch.full_like(d, -math.inf))), d)
         for _ in range(4):
             over = new + s > g
@@ -284,7 +287,7 @@ def _repair(X, W, idx, g: torch.Tensor, work=None) -> None:
         new.scatter_(-1, j, torch.minimum(new.gather(-1, j), top))
         Xr = torch.copysign(new, Xr)
         X.index_copy_(0, rows, Xr)
-        rr, Qr = _row_values(Xr, Wr, None)
+        rr, Qr, _, _ = _row_values(Xr, Wr, None)
         still = rr > g
         if not bool(still.any()):
             return
@@ -298,7 +301,7 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
     method = _resolve(method, m)
     g = _level(gamma, V)
     linear = idx is not None
-    r, Q = _row_values(V, W, idx)
+    r, Q, d, s = _row_values(V, W, idx)
     infeasible = r > g
     n_bad = int(infeasible.sum())
     lam_full = torch.zeros(N, dtype=V.dtype, device=V.device)
@@ -308,18 +311,19 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
         return V.clone(), lam_full
     if n_bad == N:
         rows = None
-        Vs, Ws, Qs, ids = V, W, Q, idx
+        Vs, Ws, Qs, ids, ds, ss = V, W, Q, idx, d, s
     else:
         rows = infeasible.nonzero().squeeze(-1)
-        Vs, Qs = V.index_select(0, rows), Q.index_select(0, rows)
+        Vs, Qs, ss = V.index_select(0, rows), Q.index_select(0, rows), s.index_select(0, rows)
         Ws = None if W is None else W.index_select(0, rows)
         ids = None if idx is None else idx.index_select(0, rows)
+        ds = None if idx is None else d.index_select(0, rows)
     if method == "cvxpy":
         Xs = _rows_cvxpy(Vs, Ws, ids, gamma, tol=tol, solver_options=solver_options, check_tol=check_tol,
                          row_ids=rows, total=N)
         lam_s = None
     else:
-        c = (Vs.gather(-1, ids).squeeze(-1) - g) if linear else (-g).expand(Vs.shape[0])
+        c = (ds - g) if linear else (-g).expand(Vs.shape[0])
         if Ws is None:
             T, P, Wsq = Qs, Qs, None
         else:
@@ -332,15 +336,14 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
             lam_s = _multipliers_sort(T, c, P, Wsq, linear)
             work = None
         else:
-            s = Qs.sum(-1)
             # A lower bound on the root: the Newton step from λ = 0 with every entry counted active.
             den = float(m - 1 if linear else m) if Wsq is None else Wsq.sum(-1)
-            lam_init = ((c + s) / ((1 + den) if linear else den)).clamp(min=0)
+            lam_init = ((c + ss) / ((1 + den) if linear else den)).clamp_(min=0)
             if lam0 is not None:
                 # Warm start: the previous multiplier where it is larger (any start converges; this one
                 # was never worse than the lower bound alone in the training-like runs of the benchmark).
                 lam_init = torch.maximum(lam_init, lam0 if rows is None else lam0.index_select(0, rows))
-            tol_g = (4 * torch.finfo(V.dtype).eps) * (c.abs() + s + abs(gamma))
+            tol_g = (c.abs() + ss).add_(abs(gamma)).mul_(4 * torch.finfo(V.dtype).eps)
             work = torch.empty_like(Vs)
             lam_s, passes = _multipliers_pivot(T, c, Wsq, linear, lam_init, tol_g, max_iter, work)
             if info is not None:
