@@ -74,9 +74,10 @@ def robust_loss(net, inputs: torch.Tensor, labels: torch.Tensor, eps_normalized:
         logits: the clean logits y(u) if the caller already computed them (with their graph); else
             they are computed here (skipped when κ = 1).
 
-    Returns ``(loss, info)``; info holds floats: "clean_loss", "robust_loss" (NaN when not computed),
-    "certified" (fraction of the batch with every z̲ⱼ > 0, NaN when not computed), "eps", "mix",
-    "embedded_iterations". With ε = 0 or κ = 0 only the clean term is computed (at ε = 0 both agree).
+    Returns ``(loss, info)``; info holds floats: "clean_loss" (NaN when κ = 1), "robust_loss", "certified"
+    (fraction of the batch with every z̲ⱼ > 0), "eps", "mix", "embedded_iterations". With ε = 0 or
+    κ = 0 only the clean term is computed: at ε = 0 the bounds are the exact margins, so "robust_loss"
+    is the clean loss and "certified" the clean accuracy; with κ = 0 < ε they are NaN (not computed).
     """
     eps = check_eps(eps_normalized, "eps_normalized")
     mix = float(mix)
@@ -91,6 +92,9 @@ def robust_loss(net, inputs: torch.Tensor, labels: torch.Tensor, eps_normalized:
         clean = F.cross_entropy(Y, labels)
         info["clean_loss"] = float(clean.detach())
         total = total + (1 - mix if robust else 1.0) * clean
+        if eps == 0:  # the bounds are the exact margins: robust loss = clean loss, certified = correct
+            info["robust_loss"] = info["clean_loss"]
+            info["certified"] = float((Y.detach().argmax(1) == labels).float().mean())
     if robust:
         lo, hi = inputs - eps, inputs + eps
         if lower is not None:
