@@ -162,11 +162,11 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: stable timings on a shared machine)")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--cvxpy-full-max", type=int, default=200, help="largest n solved in full by CVXPY")
     ap.add_argument("--cvxpy-sample", type=int, default=20, help="rows timed for larger n (extrapolated)")
     ap.add_argument("--cvxpy-max", type=int, default=2000, help="largest n for which CVXPY is timed")
-    ap.add_argument("--steps", type=int, default=100, help="steps of the training-like sequence")
+    ap.add_argument("--steps", type=int, default=50, help="steps of the training-like sequence")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes = [s for s in args.sizes if s <= 200] or [50, 100, 200]

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from ._tensor import as_matrix, as_weights, check_finite, check_scalar, like_input, to_torch
-from .errors import ProjectionError, ShapeError
+from .errors import NonFiniteError, ProjectionError, ShapeError
 
 __all__ = [
     "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
@@ -302,6 +302,10 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
     g = _level(gamma, V)
     linear = idx is not None
     r, Q, d, s = _row_values(V, W, idx)
+    if bool(torch.isinf(s).any()):
+        raise NonFiniteError(f"A: the weighted row sums of |A| overflow {str(V.dtype).replace('torch.', '')} "
+                             f"(max |aᵢⱼ| = {float(V.abs().max()):.3g}); rescale A: the projection is positively "
+                             f"homogeneous, Π_γ(A) = s·Π_(γ/s)(A/s)")
     infeasible = r > g
     n_bad = int(infeasible.sum())
     lam_full = torch.zeros(N, dtype=V.dtype, device=V.device)

@@ -412,6 +412,8 @@ def test_bad_input_raises_value_errors():
         project_mu_2(A, float("nan"))
     with pytest.raises(ValueError, match="method"):
         project_mu_2(A, 1.0, method="exact")
+    with pytest.raises(NonFiniteError, match="overflow"):  # finite entries whose row sums overflow
+        project_mu_inf(np.full((3, 3), 1e308), 0.5)
     with pytest.raises(TypeError, match="float32 or float64"):
         project_mu_inf(torch.ones(3, 3, dtype=torch.int64), 0.5)
 
