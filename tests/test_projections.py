@@ -388,6 +388,12 @@ def test_bad_input_raises_value_errors():
     A = np.eye(3)
     with pytest.raises(NonFiniteError):
         project_mu_inf(np.array([[1.0, np.inf], [0.0, 1.0]]), 0.5)
+    for bad in (np.diag([np.nan, 1.0]), np.array([[0.0, -np.inf], [np.nan, 0.0]])):  # diagonal or not
+        for method in ("sort", "pivot", "cvxpy"):
+            with pytest.raises(NonFiniteError, match="NaN/Inf"):
+                project_mu_inf(bad, 0.5, eta=[1.0, 2.0], method=method)
+        with pytest.raises(NonFiniteError, match="NaN/Inf"):
+            MuInfProjector(0.5)(torch.tensor(bad))
     with pytest.raises(ShapeError):
         project_mu_inf(np.ones((3, 4)), 0.5)
     with pytest.raises(ValueError, match="gamma"):
