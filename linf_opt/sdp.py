@@ -15,8 +15,9 @@ the ℓ2 analogue of inf_η μ_{∞,η}(A) = α(M(A)). It is bracketed by cheap 
     α(A) ≤ ν(A) ≤ min( μ₂(A) [Λ = I],  μ₂(D_P A D_P⁻¹) [Λ = D_P² = diag(w/v)] ) ≤ α(M(A)),
 
 with v, w the right and left Perron vectors of the Metzler majorant M(A) (the last inequality:
-xᵀΛAx ≤ |x|ᵀΛM(A)|x|), and computed exactly by bisection on c with one feasibility SDP per step
-(find diagonal Λ ⪰ I minimizing tr Λ subject to 2cΛ − ΛA − AᵀΛ ⪰ 0). For n = 2 it has a closed form:
+xᵀΛAx ≤ |x|ᵀΛM(A)|x|), and computed by bisection on c with one margin SDP per step,
+t*(c) = min t s.t. ΛA + AᵀΛ − 2cΛ ⪯ tI over diagonal Λ ⪰ 0 with tr Λ = n (t*(c) < 0 ⇔ ν(A) < c;
+always feasible, so Clarabel never has to certify infeasibility). For n = 2 it has a closed form:
 ν(A) = λ_max(A) when a₁₂a₂₁ > 0, else max(a₁₁, a₂₂) (diagonal stability of 2×2 matrices).
 
 Every certificate is verified in float64 (eigenvalues of the scaled matrix) before it is returned.
@@ -145,16 +146,18 @@ def project_monotone_sdp(A, bound, *, force: bool = False, max_seconds: float | 
 class DiagonalMetricCertificate:
     """The answer to "∃ diagonal Λ ≻ 0 with ΛA + AᵀΛ ≺ 2γΛ?".
 
-    feasible  whether a certificate was found and verified (level < γ).
+    feasible  whether a certificate was found and verified (level < γ − ε/2).
     lam       the diagonal of Λ, shape (n,), scaled so that min λᵢ = 1 (None when not feasible).
     level     μ₂(Λ^{1/2} A Λ^{-1/2}), recomputed in float64: the smallest c with ΛA + AᵀΛ ⪯ 2cΛ for this
-              Λ (None when not feasible). ``feasible`` means level < γ, so the inequality is strict.
+              Λ (None when not feasible). ``feasible`` means level < γ − ε/2: the inequality is strict.
     gamma     the level γ asked for.
     source    where Λ came from: "identity" (μ₂(A) < γ), "perron" (Λ = diag(w/v) from the Perron vectors
               of M(A)), "closed_form" (n = 2), "sdp"; for infeasible answers "eigenvalue" (α(A) ≥ γ
               rules it out), "closed_form" or "sdp".
-    status    the solver status for "sdp" ("optimal", "infeasible", "infeasible_inaccurate", …), else
-              "certified" or "obstructed".
+    status    the solver status for "sdp" ("optimal", "optimal_inaccurate"), else "certified",
+              "obstructed" or "not_solved".
+    sdp_objective  for "sdp": t* = min t s.t. ΛA + AᵀΛ − 2(γ − ε)Λ ⪯ tI over diagonal Λ ⪰ 0 with
+              tr Λ = n; negative exactly when a certificate exists (None otherwise).
     """
 
     feasible: bool
@@ -163,6 +166,7 @@ class DiagonalMetricCertificate:
     gamma: float
     source: str
     status: str
+    sdp_objective: float | None = None
 
     @property
     def Lambda(self) -> np.ndarray | None:
@@ -215,18 +219,21 @@ def perron_metric(A, eps: float = 1e-9) -> np.ndarray:
     return lam / lam.min()
 
 
-def diagonal_metric_value_2x2(A) -> float:
-    """ν(A) for a 2×2 matrix in closed form: λ_max(A) when a₁₂a₂₁ > 0, else max(a₁₁, a₂₂).
+def diagonal_metric_value_2x2(A):
+    """ν(A) for 2×2 matrices in closed form: λ_max(A) when a₁₂a₂₁ > 0, else max(a₁₁, a₂₂).
 
     (γI − A is diagonally stable iff γ > a₁₁, γ > a₂₂ and det(γI − A) > 0; the infimum over γ is this.)
+    Batched over leading dimensions: a float for one matrix, a float64 ndarray of shape (...) otherwise.
     """
-    a = _np64(A)
-    if a.shape != (2, 2):
-        raise ValueError(f"A: expected a 2×2 matrix, got shape {a.shape}")
-    p = a[0, 1] * a[1, 0]
-    if p > 0:
-        return float((a[0, 0] + a[1, 1]) / 2 + math.sqrt(((a[0, 0] - a[1, 1]) / 2) ** 2 + p))
-    return float(max(a[0, 0], a[1, 1]))
+    t, _ = as_matrix(A, "A")
+    if t.shape[-2:] != (2, 2):
+        raise ValueError(f"A: expected 2×2 matrices, got shape {tuple(t.shape)}")
+    a = t.detach().cpu().double().numpy()
+    a11, a12, a21, a22 = a[..., 0, 0], a[..., 0, 1], a[..., 1, 0], a[..., 1, 1]
+    p = a12 * a21
+    real_root = (a11 + a22) / 2 + np.sqrt(((a11 - a22) / 2) ** 2 + np.maximum(p, 0.0))
+    nu = np.where(p > 0, real_root, np.maximum(a11, a22))
+    return float(nu) if nu.ndim == 0 else nu
 
 
 def _certificate_2x2(a: np.ndarray, gamma: float) -> np.ndarray | None:
@@ -247,35 +254,43 @@ def _metric_program(n: int):
     import cvxpy as cp
 
     lam = cp.Variable(n)
+    t = cp.Variable()
     A = cp.Parameter((n, n))
     c = cp.Parameter()
     L = cp.diag(lam)
-    G = 2 * c * L - L @ A - A.T @ L
-    prob = cp.Problem(cp.Minimize(cp.sum(lam)), [lam >= 1, (G + G.T) / 2 >> 0])
+    G = L @ A + A.T @ L - 2 * c * L
+    prob = cp.Problem(cp.Minimize(t), [lam >= 0, cp.sum(lam) == n, (G + G.T) / 2 << t * np.eye(n)])
     assert prob.is_dpp()
-    return prob, lam, A, c
+    return prob, lam, t, A, c
 
 
-def _sdp_metric(a: np.ndarray, level: float, tol, strict: bool = True) -> tuple[str, np.ndarray | None]:
-    """Solve find Λ ⪰ I diagonal, min tr Λ, s.t. 2·level·Λ − ΛA − AᵀΛ ⪰ 0 (scaled to unit size).
+def _sdp_metric(a: np.ndarray, level: float, tol, strict: bool = True) -> tuple[str, np.ndarray | None, float | None]:
+    """The margin SDP at ``level`` c (A scaled to unit size):
 
-    Returns (status, λ or None). Other statuses raise ProjectionError, or with ``strict=False`` come
-    back as (status, None): "not certified".
+        t* = min t  s.t.  ΛA + AᵀΛ − 2cΛ ⪯ tI,  Λ = diag(λ) ⪰ 0,  tr Λ = n.
+
+    Always feasible and bounded, so no infeasibility certificate is needed (Clarabel is unreliable at
+    those for semidefinite cones). t* < 0 ⇔ some diagonal Λ ≻ 0 gives ΛA + AᵀΛ ≺ 2cΛ (a zero λᵢ
+    would make the (i, i) entry 0 > t*). Returns (status, λ scaled to min 1 or None, t* in A's units);
+    λ is None when t* ≥ 0. Failed solves raise ProjectionError, or with ``strict=False`` come back as
+    (status, None, None): "not certified".
     """
     import cvxpy as cp
 
     n = a.shape[0]
     scale = max(float(np.abs(a).max()), abs(level), np.finfo(float).tiny)
-    prob, lam, Ap, c = _metric_program(n)
+    prob, lam, t, Ap, c = _metric_program(n)
     Ap.value, c.value = a / scale, level / scale
     status = _run(prob, _clarabel_settings(tol), f"diagonal-metric SDP at level {level:g} (n = {n})")
-    if status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+    if status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and t.value is not None:
+        tstar = float(t.value) * scale
         x = np.asarray(lam.value, dtype=np.float64)
-        if np.all(np.isfinite(x)) and np.all(x > 0):
-            return status, x / x.min()
-        return status, None
-    if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) or not strict:
-        return status, None
+        if tstar < 0 and np.all(np.isfinite(x)):
+            x = np.maximum(x, np.finfo(float).tiny)
+            return status, x / x.min(), tstar
+        return status, None, tstar
+    if not strict:
+        return status, None, None
     raise ProjectionError(f"diagonal-metric SDP at level {level:g} (n = {n}): Clarabel ended with status "
                           f"{status!r}; loosen tol or check A for huge or tiny entries", status=status)
 
@@ -297,11 +312,13 @@ def diagonal_metric_certificate(A, gamma: float = 1.0, *, eps: float = 1e-6, use
     """Decide ∃ diagonal Λ ≻ 0: ΛA + AᵀΛ ≺ 2γΛ (i.e. ν(A) < γ) and return a verified certificate.
 
     Cheap certificates first (Λ = I; the Perron metric; the closed form for n = 2); the spectral
-    obstruction α(A) ≥ γ answers "infeasible" without a solve. Otherwise the SDP
-    find diagonal Λ ⪰ I, min tr Λ, s.t. ΛA + AᵀΛ ⪯ 2(γ − ε)Λ  is solved (``use_sdp=False`` skips it and
-    reports the best cheap answer). The margin ``eps`` ≥ 0 makes strictness meaningful: the solver
-    aims strictly inside, and a returned Λ is accepted only if its recomputed level is < γ. A solver
-    "infeasible" therefore means ν(A) > γ − ε up to the solver tolerance ``tol`` (default 1e-9).
+    obstruction α(A) ≥ γ answers "infeasible" without a solve. Otherwise the margin SDP
+    t* = min t s.t. ΛA + AᵀΛ − 2(γ − ε)Λ ⪯ tI, Λ = diag(λ) ⪰ 0, tr Λ = n  is solved (always feasible,
+    so no infeasibility certificate is needed; ``use_sdp=False`` skips it and reports "undecided").
+    t* < 0 gives Λ. The margin ``eps`` ≥ 0 makes strictness meaningful: the solver aims at γ − ε,
+    and any Λ (cheap or not) is accepted only if its recomputed level is < γ − ε/2, so a returned
+    certificate satisfies ΛA + AᵀΛ ⪯ 2(γ − ε/2)Λ ≺ 2γΛ with room for round-off. "infeasible" means
+    ν(A) ≥ γ − ε up to the solver tolerance ``tol`` (default 1e-9).
 
     Raises :class:`SDPTooLargeError` when the SDP is estimated above ``max_seconds`` (unless ``force``),
     :class:`~linf_opt.errors.ProjectionError` (with ``status``) when Clarabel fails or returns a point
@@ -314,13 +331,14 @@ def diagonal_metric_certificate(A, gamma: float = 1.0, *, eps: float = 1e-6, use
     gamma = check_scalar(gamma, "gamma")
     eps = check_scalar(eps, "eps", low=0.0)
     n = a.shape[0]
+    accept = gamma - eps / 2   # a certificate must clear γ by half the margin (strict, beyond round-off)
     level = float(np.linalg.eigvalsh((a + a.T) / 2)[-1])
-    if level < gamma:
+    if level < accept:
         return DiagonalMetricCertificate(True, np.ones(n), level, gamma, "identity", "certified")
     if float(np.linalg.eigvals(a).real.max()) >= gamma:
         return DiagonalMetricCertificate(False, None, None, gamma, "eigenvalue", "obstructed")
     src, lam, level = _cheap_metrics(a)[0]
-    if level < gamma:
+    if level < accept:
         return DiagonalMetricCertificate(True, lam, level, gamma, src, "certified")
     if n == 2:
         nu = diagonal_metric_value_2x2(a)
@@ -329,26 +347,30 @@ def diagonal_metric_certificate(A, gamma: float = 1.0, *, eps: float = 1e-6, use
         lam2 = _certificate_2x2(a, (nu + gamma) / 2)   # strictly inside: level < (ν + γ)/2 < γ
         if lam2 is not None:
             level2 = diagonally_scaled_mu_2(a, lam2)
-            if level2 < gamma:
+            if level2 < accept:
                 return DiagonalMetricCertificate(True, lam2, level2, gamma, "closed_form", "certified")
     if not use_sdp:
         return DiagonalMetricCertificate(False, None, None, gamma, "undecided", "not_solved")
     check_sdp_size("diagonal_metric", n, force=force, max_seconds=max_seconds)
-    status, lam = _sdp_metric(a, gamma - eps, tol)
+    status, lam, tstar = _sdp_metric(a, gamma - eps, tol)
     if lam is None:
-        return DiagonalMetricCertificate(False, None, None, gamma, "sdp", status)
+        return DiagonalMetricCertificate(False, None, None, gamma, "sdp", status, tstar)
     level = diagonally_scaled_mu_2(a, lam)
-    if level < gamma:
-        return DiagonalMetricCertificate(True, lam, level, gamma, "sdp", status)
+    if level < accept:
+        return DiagonalMetricCertificate(True, lam, level, gamma, "sdp", status, tstar)
+    if tstar > -1e3 * _clarabel_settings(tol)["tol_feas"] * max(1.0, float(np.abs(a).max()), abs(gamma)):
+        # t* is zero to solver accuracy: A is on the boundary, no strict certificate
+        return DiagonalMetricCertificate(False, None, None, gamma, "sdp", status, tstar)
     raise ProjectionError(f"diagonal-metric SDP (n = {n}): Clarabel returned Λ with level {level:.10g} ≥ γ = "
-                          f"{gamma:g} (status {status!r}); tighten tol or raise eps", status=status)
+                          f"{gamma:g} although t* = {tstar:.3g} < 0 (status {status!r}); tighten tol or raise eps",
+                          status=status)
 
 
 def diagonal_metric_value(A, *, rtol: float = 1e-5, force: bool = False, max_seconds: float | None = None,
                           tol=None, max_steps: int = 60) -> tuple[float, np.ndarray]:
     """ν(A) = inf over diagonal Λ ≻ 0 of the least c with ΛA + AᵀΛ ⪯ 2cΛ, and a Λ attaining ≈ it.
 
-    Bisection on c in [α(A), min(μ₂(A), Perron level)] with one feasibility SDP per step, until the
+    Bisection on c in [α(A), min(μ₂(A), Perron level)] with one margin SDP per step, until the
     bracket is below ``rtol``·max(1, |c|). The value returned is the upper end: a level certified by
     the returned Λ (recomputed in float64), within the bracket width of ν(A) provided the solver's
     infeasibility verdicts are right (a solve that fails, which happens only very close to ν, counts
@@ -382,7 +404,7 @@ def diagonal_metric_value(A, *, rtol: float = 1e-5, force: bool = False, max_sec
         if width():
             break
         mid = (lo + hi) / 2
-        status, lam = _sdp_metric(a, mid, tol, strict=False)  # a failed solve near ν: not certified
+        status, lam, _ = _sdp_metric(a, mid, tol, strict=False)  # a failed solve near ν: not certified
         if lam is not None:
             lev = diagonally_scaled_mu_2(a, lam)
             if lev < hi:
