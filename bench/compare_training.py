@@ -27,12 +27,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problem", default="problems/function_estimation.toml")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), choices=list(TRAINING_VARIANTS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="repeat with these seeds (default: the problem's)")
+    ap.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS),
+                    help=f"any of {', '.join(TRAINING_VARIANTS)} (default: all)")
+    ap.add_argument("--seeds", nargs="+", default=None, help="repeat with these seeds (default: the problem's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args()
+    # key=value overrides may follow --seeds / --variants, which then swallow them: move them back
+    for name in ("variants", "seeds"):
+        vals = getattr(args, name) or []
+        args.overrides = list(args.overrides) + [v for v in vals if "=" in v]
+        setattr(args, name, [v for v in vals if "=" not in v] or (None if name == "seeds" else list(TRAINING_VARIANTS)))
+    bad = [v for v in args.variants if v not in TRAINING_VARIANTS]
+    if bad:
+        ap.error(f"--variants: unknown {', '.join(bad)}; valid: {', '.join(TRAINING_VARIANTS)}")
+    try:
+        args.seeds = None if args.seeds is None else [int(v) for v in args.seeds]
+    except ValueError:
+        ap.error(f"--seeds: expected integers, got {' '.join(args.seeds)}")
     torch.set_num_threads(args.threads)
     overrides = dict(parse_assignment(a) for a in args.overrides)
     t0 = time.perf_counter()

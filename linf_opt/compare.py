@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -47,7 +48,8 @@ from tqdm.auto import tqdm
 
 from ._tensor import as_matrix, check_scalar
 from .measures import metzler_majorant, mu_2, mu_inf, spectral_abscissa
-from .sdp import diagonal_metric_value_2x2
+from .sdp import (SDPTooLargeError, diagonal_metric_certificate, diagonal_metric_value_2x2, diagonally_scaled_mu_2,
+                  perron_metric)
 from .sets import (DiagonalMetricSet, FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, PerronFrobeniusSet,
                    WeightedMuInf)
 
@@ -389,7 +391,7 @@ def slice_study(A0, D1, D2, *, extent=(-3.0, 3.0, -3.0, 3.0), resolution: int = 
     for name, Sset in sets.items():
         if name == "diagonal_metric":
             if A0.shape[0] == 2:
-                val = np.array([diagonal_metric_value_2x2(a) for a in flat.numpy()])
+                val = diagonal_metric_value_2x2(flat.numpy())
                 m = Sset.bound - val
                 inside[name] = (m >= -1e-9 * np.maximum(1, np.abs(flat.numpy()).sum(-1).max(-1))).reshape(S.shape)
             else:
@@ -552,7 +554,7 @@ def volume_study(n: int = 2, samples: int = 20000, *, diag_range=(-1.0, 1.0), of
     t0 = time.perf_counter()
     if n == 2:  # exact and fast: the closed form of the diagonal metric
         mem = memberships(A, {k: v for k, v in sets.items() if k != "diagonal_metric"})
-        mem["diagonal_metric"] = np.array([diagonal_metric_value_2x2(a) <= gamma for a in A])
+        mem["diagonal_metric"] = diagonal_metric_value_2x2(A) <= gamma
     else:
         mem = memberships(A, sets, progress=progress)
     names = tuple(sets)
@@ -614,7 +616,8 @@ def _volume_figure(studies: Sequence[VolumeStudy]) -> Figure:
 class DistanceStudy:
     """Study 4: for each set, value(A), membership, and the Frobenius distance from A.
 
-    ``rows``: dicts with set, value, bound, inside, distance, relative (distance / ‖A‖_F) and exact
+    ``rows``: dicts with set, value (``value_note`` "≤ " when only an upper bound was computed), bound,
+    inside (None when undecided), distance, relative (distance / ‖A‖_F) and exact
     (True for the convex sets' exact projections; False where the distance is the upper bound
     ‖A − feasible_point(A)‖_F of a non-convex set).
     """
@@ -628,31 +631,42 @@ class DistanceStudy:
         lines = ["| set | value(A) | bound | A inside | distance ‖A − Π(A)‖_F | relative |", "|---|---|---|---|---|---|"]
         for r in self.rows:
             d = ("" if r["exact"] else "≤ ") + f"{r['distance']:.4g}"
-            lines.append(f"| {SET_LABELS[r['set']]} | {r['value']:.4g} | {r['bound']:.4g} | {'yes' if r['inside'] else 'no'} "
-                         f"| {d} | {('' if r['exact'] else '≤ ') + format(r['relative'], '.3g')} |")
+            inside = {True: "yes", False: "no"}.get(r["inside"], "undecided (SDP refused)")
+            lines.append(f"| {SET_LABELS[r['set']]} | {r.get('value_note', '')}{r['value']:.4g} | {r['bound']:.4g} "
+                         f"| {inside} | {d} | {('' if r['exact'] else '≤ ') + format(r['relative'], '.3g')} |")
         return "\n".join(lines)
 
 
-def distance_study(A, *, gamma: float = 0.9, source: str = "", figure: bool = True) -> DistanceStudy:
+def distance_study(A, *, gamma: float = 0.9, source: str = "", max_seconds: float | None = None,
+                   figure: bool = True) -> DistanceStudy:
     """Distance from A to each set: exact (projection) for the convex ones, an upper bound otherwise.
 
-    The diagonal-metric value needs an SDP bisection for n > 2 (guarded by the SDP size check).
+    The diagonal-metric value needs an SDP bisection for n > 2; when the size guard refuses it, the
+    value reported is the cheap upper bound min(μ₂(A), Perron level) (marked "≤") and membership
+    comes from the cheap certificates alone.
     """
     a = np.asarray(as_matrix(A, "A")[0].detach().double().numpy())
     if a.ndim != 2:
         raise ValueError(f"A: expected one n×n matrix, got shape {a.shape}")
-    sets = comparison_sets(gamma)
+    sets = comparison_sets(gamma, max_seconds=max_seconds)
     rows = []
     fro = float(np.linalg.norm(a))
     for name, S in sets.items():
-        inside = bool(S.contains(a))
+        value_note = ""
+        try:
+            inside, value = bool(S.contains(a)), float(S.value(a))
+        except SDPTooLargeError:
+            # too large for the SDP bisection: the cheap certificates give an upper bound on ν(A)
+            cert = diagonal_metric_certificate(a, S.bound, use_sdp=False)
+            value = min(float(mu_2(a)), diagonally_scaled_mu_2(a, perron_metric(a)))
+            inside, value_note = (None if cert.source == "undecided" else cert.feasible), "≤ "
         if S.has_projection:
             d, exact = float(S.distance(a)), True
         elif inside:
             d, exact = 0.0, True
         else:
             d, exact = float(np.linalg.norm(a - np.asarray(S.feasible_point(a)))), False
-        rows.append({"set": name, "value": float(S.value(a)), "bound": S.bound, "inside": inside,
+        rows.append({"set": name, "value": value, "value_note": value_note, "bound": S.bound, "inside": inside,
                      "distance": d, "relative": d / fro if fro > 0 else 0.0, "exact": exact})
     st = DistanceStudy(a, rows, source)
     if figure:
@@ -735,14 +749,18 @@ class TrainingStudy:
         return list(out.values())
 
     def table(self) -> str:
-        """Markdown, one row per variant (means over seeds; ± the standard deviation across seeds)."""
+        """Markdown, one row per variant (means over seeds; ± the standard deviation across seeds).
+
+        "unconverged" counts the samples whose solve hit the iteration limit: forward or backward
+        during training (summed over epochs), and forward on the test set with the final network
+        (means over seeds); "—" in a Lipschitz column means no ℓ∞ certificate exists (μ ≥ 1)."""
         cls = self.task == "classification"
         rows = self.summary_rows()
         seeds = max((r["seeds"] for r in rows), default=1)
         metric = ("test accuracy" if cls else "test MSE") + (f" (mean ± sd, {seeds} seeds)" if seeds > 1 else "")
         lines = [f"| set / enforcement | solver | {metric} | ℓ∞ Lipschitz bound | bound, optimal η | μ∞(A) | α(M(A)) "
-                 f"| μ₂(A) | fwd iters | bwd iters | s / epoch |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+                 f"| μ₂(A) | fwd iters | bwd iters | unconverged (train / test) | s / epoch |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         f = lambda v, spec=".3g": "—" if v is None else format(v, spec)  # noqa: E731
         for r in rows:
             m = r["test_accuracy"] if cls else r["test_mse"]
@@ -751,6 +769,7 @@ class TrainingStudy:
             lines.append(f"| {r['variant']} | {r['solver']} | {ms} | {f(r['lipschitz_bound'])} "
                          f"| {f(r['lipschitz_optimal_eta'])} | {f(r['mu_inf'])} | {f(r['alpha_metzler'])} "
                          f"| {f(r['mu_2'])} | {f(r['fwd_iters_mean'], '.1f')} | {f(r['bwd_iters_mean'], '.1f')} "
+                         f"| {f(r['not_converged'], '.3g')} / {f(r.get('test_not_converged'), '.3g')} "
                          f"| {f(r['epoch_time_mean'], '.2f')} |")
         return "\n".join(lines)
 
@@ -791,11 +810,14 @@ def training_study(problem, *, variants: Mapping[str, Mapping[str, Any]] | Seque
     collects the rows: variant, set, enforce, solver, seed, test_accuracy / test_mse, lipschitz_bound
     (the trainer's certified ℓ∞ bound, None when μ_{∞,η}(A) ≥ 1), lipschitz_optimal_eta (the same
     bound with the Perron weights of M(A), None when α(M(A)) ≥ 1), μ∞, α(M(A)), μ₂ of the final A,
-    mean forward/backward solver iterations, mean epoch time (s).
+    mean forward/backward solver iterations, mean epoch time (s), not_converged (training solves that
+    hit the iteration limit) and test_not_converged (test samples, final network).
     """
-    from .config import load_problem, override
+    from .config import load_problem, override, problem_to_dict
     from .data import load_dataset
-    from .training import Trainer, load_run
+    from .errors import ConfigError
+    from .errors import ConvergenceWarning
+    from .training import Trainer, evaluate, load_run
 
     base = load_problem(problem)
     if overrides:
@@ -822,7 +844,10 @@ def training_study(problem, *, variants: Mapping[str, Mapping[str, Any]] | Seque
         if root is not None:
             run = root / (name.replace("/", "_") + (f"_seed{sd}" if len(seeds) > 1 else ""))
         if run is not None and resume and (run / "summary.json").is_file():
-            net, _ = load_run(run, map_location="cpu")
+            net, stored = load_run(run, map_location="cpu")
+            if problem_to_dict(stored) != problem_to_dict(p):
+                raise ConfigError(f"out_dir: {run} holds a finished run of a different problem (another "
+                                  f"budget or variant); use a new out_dir or pass resume=False")
             summary = json.loads((run / "summary.json").read_text())
         else:
             trainer = Trainer(p, run, data=data, progress=progress)
@@ -830,7 +855,12 @@ def training_study(problem, *, variants: Mapping[str, Mapping[str, Any]] | Seque
                 trainer.resume()
             res = trainer.fit()
             net, summary = res.net, res.summary
-        rows.append(_row_from_run(name, summary, net, p))
+        row = _row_from_run(name, summary, net, p)
+        with warnings.catch_warnings():   # counted here instead
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            row["test_not_converged"] = int(evaluate(net, data.test_inputs, data.test_targets, data.task)
+                                            ["eval_not_converged"])
+        rows.append(row)
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
             (root / "results.json").write_text(json.dumps({"problem": base.name, "task": data.task, "rows": rows},
@@ -976,9 +1006,11 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     steps.set_postfix_str("distance")
     source = "the given matrix"
     if distance_matrix is None and training_results is not None:
-        run = Path(training_results)
-        run = (run if run.is_dir() else run.parent) / "none_free"
-        if (run / "checkpoint.pt").is_file():
+        root = Path(training_results)
+        root = root if root.is_dir() else root.parent
+        runs = [root / "none_free"] + sorted(root.glob("none_free_seed*"))
+        run = next((r for r in runs if (r / "checkpoint.pt").is_file()), None)
+        if run is not None:
             from .training import load_run
             net, _ = load_run(run, map_location="cpu")
             distance_matrix, source = net.A.detach().double().numpy(), f"the unconstrained A of {run}"

@@ -125,6 +125,11 @@ def test_distance_study():
                                                       rows["weighted_mu_inf"]["distance"]) + 1e-12
     assert rows["norm_inf"]["distance"] >= rows["mu_inf"]["distance"] - 1e-12
     assert "≤" in st.table() and isinstance(st.figure, Figure)
+    # when the SDP guard refuses the bisection, the cheap upper bound is reported instead
+    rng = np.random.default_rng(7)
+    B = rng.standard_normal((4, 4)) * 1.5 - 0.8 * np.eye(4)
+    refused = {r["set"]: r for r in distance_study(B, max_seconds=0, figure=False).rows}["diagonal_metric"]
+    assert refused["value_note"] == "≤ " and refused["value"] >= np.linalg.eigvals(B).real.max()
     inside = distance_study(np.zeros((3, 3)), figure=False)
     assert all(r["distance"] == 0 and r["exact"] and r["inside"] for r in inside.rows)
 
@@ -157,19 +162,18 @@ def test_training_study(tiny_training):
     assert training_study("problems/function_estimation.toml", variants=["none/free"], out_dir=out,
                           overrides={"training.epochs": 2, "data.n_train": 40, "data.n_test": 50,
                                      "model.hidden": 8}, seeds=[0, 1], figure=False).rows[0] == by[("none/free", 0)]
+    with pytest.raises(ValueError, match="different problem"):   # another budget in the same directory
+        training_study("problems/function_estimation.toml", variants=["none/free"], out_dir=out,
+                       overrides={"training.epochs": 3, "data.n_train": 40, "data.n_test": 50, "model.hidden": 8},
+                       seeds=[0, 1], figure=False)
     with pytest.raises(ValueError, match="variants"):
         training_study("problems/function_estimation.toml", variants=["spectral/project"])
 
 
 def test_cli_writes_the_report(tiny_training, tmp_path, capsys):
     _, runs = tiny_training
-    # training-results with several seeds have no plain none_free run: give a single-seed one
-    single = tmp_path / "single"
-    training_study("problems/function_estimation.toml", variants=["none/free"], out_dir=single,
-                   overrides={"training.epochs": 1, "data.n_train": 40, "data.n_test": 50, "model.hidden": 8},
-                   figure=False)
     out = tmp_path / "report"
-    rc = main(["compare", "--n", "3", "--samples", "8", "--out", str(out), "--training-results", str(single),
+    rc = main(["compare", "--n", "3", "--samples", "8", "--out", str(out), "--training-results", str(runs),
                "--no-progress"])
     assert rc == 0 and "report written" in capsys.readouterr().out
     text = (out / "report.md").read_text()
@@ -180,6 +184,7 @@ def test_cli_writes_the_report(tiny_training, tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
     data = json.loads((out / "report.json").read_text())
     assert data["containment"]["violations"] == [] and data["distance"][0]["set"] == "norm_inf"
+    assert "none_free_seed0" in text   # study 4 used the unconstrained trained A of study 5
     assert main(["compare", "--n", "1", "--out", str(out)]) == 2
 
 
