@@ -54,7 +54,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import torch

@@ -130,7 +130,7 @@ class MuInfPolytope(FeasibleSet):
     ``project`` (methods of :func:`~linf_opt.projections.project_mu_inf`) keeps a cached
     :class:`~linf_opt.projections.MuInfProjector`, so repeated training-step projections pay little
     per call; ``warm_start=True`` starts each projection from the previous multipliers (exact either
-    way; 10–25% fewer passes in projected-gradient training, never more: use it there).
+    way; 10–25% fewer passes in projected-gradient training runs, and not more in any we measured).
 
         >>> P = MuInfPolytope(0.9, eta=[1.0, 0.5]); P.contains(np.array([[0.5, 0.2], [0.1, -1.0]]))
         True
