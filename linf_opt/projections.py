@@ -664,13 +664,16 @@ def _project_mu2_eig(t: torch.Tensor, bound: float) -> torch.Tensor:
     vals, vecs = torch.linalg.eigh((t + t.transpose(-1, -2)) / 2)
     K = (t - t.transpose(-1, -2)) / 2
     X = K + (vecs * vals.clamp(max=bound).unsqueeze(-2)) @ vecs.transpose(-1, -2)
-    # Round-off can leave λ_max(sym X) a few ulps above the bound: shift the diagonal by the excess.
+    # Round-off can leave the computed λ_max(sym X) a few ulps above the bound: shift the diagonal by
+    # the excess, at least by the eigensolver's round-off level (smaller shifts drown in it).
     eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
-    for k in range(6):
-        excess = torch.where(feasible, 0.0, (_mu2(X) - bound).clamp(min=0))
-        if not bool((excess > 0).any()):
+    floor = 4 * torch.finfo(t.dtype).eps * vals.abs().amax(-1).clamp(min=abs(float(bound)))
+    for k in range(8):
+        excess = (_mu2(X) - bound).clamp(min=0)
+        shift = torch.where(feasible | (excess == 0), 0.0, torch.maximum(excess, floor) * 2.0 ** k)
+        if not bool((shift > 0).any()):
             break
-        X = X - (excess * 2.0 ** k).unsqueeze(-1).unsqueeze(-1) * eye
+        X = X - shift.unsqueeze(-1).unsqueeze(-1) * eye
     return torch.where(feasible.unsqueeze(-1).unsqueeze(-1), t, X)
 
 
@@ -763,9 +766,13 @@ class MuInfProjector:
         if warm_start and self.method not in ("exact", "pivot"):
             raise ValueError(f"warm_start: only method 'pivot' (or 'exact') uses a warm start, got {method!r}")
         self.warm_start = bool(warm_start)
+        if eta is not None:  # validate now (finite, positive), convert per dtype and device on use
+            e, _ = to_torch(eta, "eta")
+            as_weights(e, e.shape[-1] if e.ndim else 0, e.to(torch.float64))
         self._eta_raw = eta
         self._eta_cache: dict = {}
         self._lam = None
+        self._lam_key = None
         self.info: dict = {}
 
     def _eta(self, t: torch.Tensor):
@@ -778,20 +785,17 @@ class MuInfProjector:
 
     def reset(self) -> None:
         """Forget the warm-start multipliers."""
-        self._lam = None
+        self._lam = self._lam_key = None
 
     def __call__(self, A):
         t, was_numpy = _as_square(A, "A")
         t = t.detach()
-        lam0 = None
-        if self.warm_start and self._lam is not None:
-            lam = self._lam
-            if lam.shape[0] == t.numel() // max(t.shape[-1], 1) and lam.dtype == t.dtype and lam.device == t.device:
-                lam0 = lam
+        key = (tuple(t.shape), t.dtype, t.device)
+        lam0 = self._lam if self.warm_start and self._lam_key == key else None
         info: dict = {}
         X, lam = _project_mu_inf(t, self.gamma, self._eta(t), self.method, lam0=lam0, info=info)
         if self.warm_start:
-            self._lam = lam
+            self._lam, self._lam_key = lam, key
         self.info = info
         return like_input(X, was_numpy)
 

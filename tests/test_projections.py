@@ -204,6 +204,12 @@ def test_projector_object_reuses_state_and_matches_function():
         assert proj.info["rows"] == 30 and proj.info["projected"] >= 1
     with pytest.raises(ValueError, match="warm_start"):
         MuInfProjector(0.8, method="sort", warm_start=True)
+    with pytest.raises(ValueError, match="positive"):  # weights are checked when the projector is made
+        MuInfProjector(0.8, eta=[1.0, -2.0])
+    # a warm projector fed matrices of another shape, dtype or batch starts cold for them
+    proj = MuInfProjector(0.8, warm_start=True)
+    for B in (torch.randn(120, 120), torch.randn(4, 30, 30, dtype=torch.float64), torch.randn(120, 120)):
+        torch.testing.assert_close(proj(B), project_mu_inf(B, 0.8), rtol=0, atol=1e-5)
 
 
 def test_batched_torch_and_types():
