@@ -81,7 +81,7 @@ def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> Fea
     """
     c = problem.constraint
     if c.set in ("mu_inf", "weighted_mu_inf"):
-        return MuInfPolytope(c.gamma, eta=eta)   # no warm start: a pure function of A keeps resume bit-exact
+        return MuInfPolytope(c.gamma, eta=eta, warm_start=True)
     if c.set == "norm_inf":
         return NormInfBall(c.gamma)
     if c.set == "monotone":
