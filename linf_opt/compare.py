@@ -529,8 +529,8 @@ class VolumeStudy:
 
     @property
     def label(self) -> str:
-        return (f"n={self.n}, diag ∈ [{self.diag_range[0]:g}, {self.diag_range[1]:g}], "
-                f"off ∈ [{self.off_range[0]:g}, {self.off_range[1]:g}]")
+        return (f"n={self.n}, diag ∈ [{self.diag_range[0]:.3g}, {self.diag_range[1]:.3g}], "
+                f"off ∈ [{self.off_range[0]:.3g}, {self.off_range[1]:.3g}]")
 
 
 def volume_study(n: int = 2, samples: int = 20000, *, diag_range=(-1.0, 1.0), off_range=(-1.0, 1.0),
