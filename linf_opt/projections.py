@@ -327,7 +327,9 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
         info.update(rows=N, projected=n_bad, passes=0)
     if n_bad == 0:
         return V.clone(), lam_full
-    if n_bad == N:
+    if n_bad == N or (method != "cvxpy" and N * m < _COMPACT_MIN):
+        # Small problems: selecting the infeasible rows costs more than projecting every row; feasible
+        # rows get λ = 0 (the multipliers are clamped at 0), so they come back bit-identical.
         rows = None
         Vs, Ws, Qs, ids, ds, ss = V, W, Q, idx, d, s
     else:
