@@ -111,7 +111,8 @@ def empirical_lipschitz(net, inputs, *, steps: int = 100, lr: float = 0.01, init
     opt = torch.optim.Adam([U, Dl], lr=lr)
     loose = 1e-8 if U.dtype == torch.float64 else 1e-5
     try:
-        with net.solver_options(tol=max(net.tol or 0.0, loose), rtol=max(net.rtol or 0.0, loose)):
+        with net.solver_options(tol=max(net.tol or 0.0, loose), rtol=max(net.rtol or 0.0, loose),
+                                max_iter=max(net.max_iter, 20000)):
             for _ in range(steps):
                 opt.zero_grad()
                 ratio = _ratios(net, U, Dl)
