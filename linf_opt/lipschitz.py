@@ -9,7 +9,7 @@ Both are certified upper bounds; :func:`empirical_lipschitz` gives a lower bound
 ‖y(u) − y(u′)‖∞ / ‖u − u′‖∞ over input pairs. :func:`lipschitz_surrogate` is the differentiable
 training regularizer (valid under the constraint μ ≤ γ).
 
-    >>> L = lipschitz_bound(net)                    # 0-d tensor, differentiable in the parameters
+    >>> L = lipschitz_bound(net)        # 0-d tensor, differentiable in the parameters; L.item() for a float
     >>> low, (u, v) = empirical_lipschitz(net, torch.randn(64, 1))
 """
 from __future__ import annotations

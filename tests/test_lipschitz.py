@@ -14,9 +14,9 @@ def scalar_net(a: float):
 @pytest.mark.parametrize("a", [-3.0, -0.5, 0.0, 0.6])
 def test_scalar_example_attains_tight_bound(a):
     net = scalar_net(a)
-    tight = float(lipschitz_bound(net))
+    tight = lipschitz_bound(net).item()
     assert tight == pytest.approx(1 / (1 - a))
-    assert float(lipschitz_bound(net, "paper")) == pytest.approx(1 / (1 - max(a, 0)))
+    assert lipschitz_bound(net, "paper").item() == pytest.approx(1 / (1 - max(a, 0)))
     low, (u, v) = empirical_lipschitz(net, torch.tensor([[0.5], [1.0], [2.0]], dtype=torch.float64), steps=20)
     assert low == pytest.approx(tight, rel=1e-6)      # attained for u > 0
     assert low <= tight * (1 + 1e-9)
@@ -33,8 +33,8 @@ def test_bounds_dominate_empirical_lower_bound(seed, gamma):
     u = torch.randn(32, 3, generator=g, dtype=torch.float64)
     low, _ = empirical_lipschitz(net, u, steps=60, lr=0.05)
     assert low > 0
-    tight, paper = float(lipschitz_bound(net)), float(lipschitz_bound(net, "paper"))
-    opt = float(lipschitz_bound(net, eta="optimal"))
+    tight, paper = lipschitz_bound(net).item(), lipschitz_bound(net, "paper").item()
+    opt = lipschitz_bound(net, eta="optimal").item()
     assert low <= tight * (1 + 1e-9) and tight <= paper * (1 + 1e-12)
     assert low <= opt * (1 + 1e-9)
     assert float(lipschitz_surrogate(net, max(gamma, float(net.mu())))) >= tight * (1 - 1e-12) - 1e-12 or gamma < 0
@@ -45,7 +45,7 @@ def test_surrogates_order():
     s1 = float(lipschitz_surrogate(net, 0.9))
     s2 = float(lipschitz_surrogate(net, 0.9, "sum_of_squares"))
     assert s2 >= s1 - 1e-6
-    assert s1 >= float(lipschitz_bound(net, "paper")) * (1 - 1e-6)
+    assert s1 >= lipschitz_bound(net, "paper").item() * (1 - 1e-6)
     with pytest.raises(ValueError, match="form"):
         lipschitz_surrogate(net, 0.9, "bogus")
 
@@ -57,9 +57,9 @@ def test_weighted_bound_uses_weights():
         net.A.copy_(A)
     with pytest.raises(ValueError, match="not certified well-posed"):
         lipschitz_bound(net)
-    L = float(lipschitz_bound(net, eta="optimal"))
+    L = lipschitz_bound(net, eta="optimal").item()
     eta, _ = optimal_weights(A)
-    assert L == pytest.approx(float(lipschitz_bound(net, eta=eta)))
+    assert L == pytest.approx(lipschitz_bound(net, eta=eta).item())
     low, _ = empirical_lipschitz(net, torch.randn(16, 1, dtype=torch.float64), steps=30)
     assert low <= L * (1 + 1e-9)
 
