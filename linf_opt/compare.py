@@ -441,7 +441,7 @@ def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, se
     """The report's slices: three 2×2 planes (exact) and one through a random n×n matrix.
 
     1. off-diagonal plane [[0, s], [t, 0]]: μ∞ is a square, weighted/PF a hyperbolic cross, monotone a
-       band around s = −t (it ignores skew parts), the diagonal metric all of st ≤ 0;
+       band around s = −t (it ignores skew parts), the diagonal metric all of st ≤ 0 and the cross;
     2. diagonal plane [[s, 2], [0.5, t]] (asymmetric off-diagonal): the norm ball is empty, PF bounded,
        μ∞ and weighted unbounded toward negative diagonals;
     3. [[s, t], [0, 0]] through SPEC's [[−10, 9.9], [0, 0]]: μ∞ is a wedge |t| ≤ γ − s, monotone a
@@ -449,8 +449,7 @@ def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, se
     4. random n×n: A = N + s I + t K with N a random matrix and K a random skew-symmetric matrix
        (‖K‖∞ = 1): the skew direction is free for the monotone set and costs |t| for μ∞.
     """
-    E = lambda i, j, m=2: np.eye(m)[:, [i]] @ np.eye(m)[[j], :]  # noqa: E731
-    pts = {k: v for k, v in SPEC_EXAMPLES.items()}
+    E = lambda i, j: np.eye(2)[:, [i]] @ np.eye(2)[[j], :]  # noqa: E731  (the unit matrix eᵢeⱼᵀ)
     out = [
         slice_study(np.zeros((2, 2)), E(0, 1), E(1, 0), extent=(-4, 4, -4, 4), resolution=resolution, gamma=gamma,
                     title="A = [[0, s], [t, 0]]", axis_labels=("s = a₁₂", "t = a₂₁"),
@@ -462,7 +461,6 @@ def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, se
                     gamma=gamma, title="A = [[s, t], [0, 0]]", axis_labels=("s = a₁₁", "t = a₁₂"),
                     points={"[[−10, 9.9], [0, 0]]": (-10.0, 9.9)}),
     ]
-    del pts
     if n > 2:
         rng = np.random.default_rng(seed)
         N = rng.standard_normal((n, n)) / math.sqrt(n)
@@ -674,7 +672,7 @@ def distance_study(A, *, gamma: float = 0.9, source: str = "", max_seconds: floa
         ax = fig.subplots()
         y = np.arange(len(rows))
         ax.barh(y, [r["distance"] for r in rows], color=[_COLORS[r["set"]] for r in rows],
-                hatch=None, edgecolor="k", linewidth=0.3)
+                edgecolor="k", linewidth=0.3)
         for i, r in enumerate(rows):
             if not r["exact"]:
                 ax.barh([i], [r["distance"]], fill=False, hatch="//", edgecolor="k", linewidth=0)

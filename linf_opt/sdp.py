@@ -241,10 +241,12 @@ def _certificate_2x2(a: np.ndarray, gamma: float) -> np.ndarray | None:
     b = gamma * np.eye(2) - a
     if not (b[0, 0] > 0 and b[1, 1] > 0 and np.linalg.det(b) > 0):
         return None
-    if b[1, 0] != 0:
-        d = (2 * b[0, 0] * b[1, 1] - b[0, 1] * b[1, 0]) / b[1, 0] ** 2
-    else:
-        d = max(b[0, 1] ** 2 / (2 * b[0, 0] * b[1, 1]), 1.0)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        d = (2 * b[0, 0] * b[1, 1] - b[0, 1] * b[1, 0]) / b[1, 0] ** 2 if b[1, 0] != 0 else np.inf
+        if not (np.isfinite(d) and d > 0):   # b₂₁ = 0, or so small that b₂₁² underflows
+            d = max(b[0, 1] ** 2 / (2 * b[0, 0] * b[1, 1]), 1.0)
+    if not np.isfinite(d):
+        return None
     lam = np.array([1.0, d])
     return lam / lam.min()
 
