@@ -52,11 +52,11 @@ DEFAULT_MAX_SECONDS = 60.0
 
 # Time model t(n) = c·nᵖ, fitted on the development machine (2 shared CPU cores; single-threaded
 # Clarabel 0.x through CVXPY, compile included): monotone projection 8.3 s at n = 50, 27 s at n = 70,
-# 129 s at n = 100 (p ≈ 4); diagonal-metric feasibility 0.04 s at n = 20, 0.7 s at n = 40, 7 s at
-# n = 60 (p ≈ 5).
+# 129 s at n = 100 (p ≈ 4); diagonal-metric margin SDP 0.03 s at n = 20, 2.2 s at n = 40, 14 s at
+# n = 60 (p ≈ 5), compile excluded.
 _TIME_MODEL = {
     "monotone_projection": (1.33e-6, 4.0),
-    "diagonal_metric": (1.0e-8, 5.0),
+    "diagonal_metric": (2.0e-8, 5.0),
 }
 
 
@@ -75,7 +75,7 @@ def estimate_sdp_seconds(kind: str, n: int, solves: int = 1) -> float:
     """Rough wall-clock estimate (seconds) of ``solves`` SDPs of ``kind`` for n×n matrices.
 
     ``kind`` is ``"monotone_projection"`` (model 1.3e-6·n⁴ s per solve) or ``"diagonal_metric"``
-    (1e-8·n⁵ s), fitted on a shared 2-core development machine: treat it as an order of magnitude.
+    (2e-8·n⁵ s), fitted on a shared 2-core development machine: treat it as an order of magnitude.
     """
     if kind not in _TIME_MODEL:
         raise ValueError(f"kind: expected one of {', '.join(map(repr, _TIME_MODEL))}, got {kind!r}")
