@@ -124,6 +124,23 @@ class FeasibleSet(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
+class _GammaLevelSet(FeasibleSet):
+    """A set {A : value(A) ≤ γ} whose level is the constructor's γ (``gamma_min``: its lower limit)."""
+
+    gamma_min: ClassVar[float | None] = None
+
+    def __init__(self, gamma: float):
+        self.gamma = check_scalar(gamma, "gamma", low=self.gamma_min)
+
+    @property
+    def bound(self) -> float:
+        return self.gamma
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma}
+
+
 class MuInfPolytope(FeasibleSet):
     """The ℓ∞ polytope P(γ, η) = {A : μ_{∞,η}(A) ≤ γ} of SPEC §3 (convex, unbounded toward −diagonal).
 
@@ -171,7 +188,7 @@ class MuInfPolytope(FeasibleSet):
         return project_mu_inf(A, self.gamma, self.eta, method)
 
 
-class NormInfBall(FeasibleSet):
+class NormInfBall(_GammaLevelSet):
     """El Ghaoui et al.'s set {A : ‖A‖∞ ≤ γ}, γ ≥ 0: a bounded polytope inside the ℓ∞ polytope.
 
         >>> NormInfBall(0.5).project(np.array([[2.0, -1.0], [0.25, 0.25]])).tolist()
@@ -184,16 +201,7 @@ class NormInfBall(FeasibleSet):
     methods = NORM_INF_METHODS
     default_method = "exact"
 
-    def __init__(self, gamma: float):
-        self.gamma = check_scalar(gamma, "gamma", low=0.0)
-
-    @property
-    def bound(self) -> float:
-        return self.gamma
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
+    gamma_min = 0.0
 
     def value(self, A):
         """‖A‖∞ = maxᵢ Σⱼ |aᵢⱼ|."""
@@ -258,7 +266,7 @@ def _per_matrix(fn, t: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(np.array(vals, dtype=np.float64), dtype=dtype, device=t.device).reshape(t.shape[:-2])
 
 
-class WeightedMuInf(FeasibleSet):
+class WeightedMuInf(_GammaLevelSet):
     """Weighted ℓ∞: {A : ∃η > 0 with μ_{∞,η}(A) ≤ γ} = {A : α(M(A)) ≤ γ}, a union of polytopes P(γ, η).
 
     ``value`` is the spectral abscissa of the Metzler majorant, α(M(A)) = inf_η μ_{∞,η}(A) (SPEC §2);
@@ -275,16 +283,6 @@ class WeightedMuInf(FeasibleSet):
     convex = False
     has_projection = False
 
-    def __init__(self, gamma: float):
-        self.gamma = check_scalar(gamma, "gamma")
-
-    @property
-    def bound(self) -> float:
-        return self.gamma
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
 
     def value(self, A):
         """α(M(A)) = max Re λ(M(A)), M(A) the Metzler majorant (diagonal aᵢᵢ, off-diagonal |aᵢⱼ|)."""
@@ -308,7 +306,7 @@ class WeightedMuInf(FeasibleSet):
         return like_input(torch.where(inside.unsqueeze(-1).unsqueeze(-1), t, X), was_numpy)
 
 
-class PerronFrobeniusSet(FeasibleSet):
+class PerronFrobeniusSet(_GammaLevelSet):
     """The Perron–Frobenius set {A : ρ(|A|) ≤ γ}, γ ≥ 0 (non-convex; inside the weighted ℓ∞ set).
 
     ρ(|A|) ≥ α(M(A)), so this set lies inside :class:`WeightedMuInf` with the same γ, and it holds the
@@ -322,16 +320,7 @@ class PerronFrobeniusSet(FeasibleSet):
     convex = False
     has_projection = False
 
-    def __init__(self, gamma: float):
-        self.gamma = check_scalar(gamma, "gamma", low=0.0)
-
-    @property
-    def bound(self) -> float:
-        return self.gamma
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
+    gamma_min = 0.0
 
     def value(self, A):
         """ρ(|A|), the Perron root of the entrywise absolute value (= α(|A|) for a non-negative matrix)."""
