@@ -212,8 +212,10 @@ def _multipliers_pivot(T, c, Wsq, linear: bool, lam: torch.Tensor, tol_g: torch.
             new = torch.addcdiv(lam, g, den + 1)
         else:  # slope 0 only beyond the last breakpoint, reachable for γ = 0 where that is a root
             new = torch.where(den > 0, torch.addcdiv(lam, g, den.clamp(min=torch.finfo(T.dtype).tiny)), lam)
-        if it == 1:  # from an arbitrary start the first step may overshoot to the left of 0
-            new.clamp_(min=0)
+        # λ ≥ 0 (KKT): a step from the right of the root (a warm start) may overshoot left of 0, and a
+        # row whose root is 0 (feasible) must stay at 0 rather than follow g to a negative root.
+        new.clamp_(min=0)
+        if it == 1:
             lam, cnt_prev, out = new, cnt, new  # no row can be certified before its second pass
             continue
         # Consecutive iterates bracket nested active sets, so equal counts mean equal sets: λ is exact.
@@ -368,6 +370,8 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
             lam_s, passes = _multipliers_pivot(T, c, Wsq, linear, lam_init, tol_g, max_iter, work)
             if info is not None:
                 info["passes"] = passes
+        if rows is None and n_bad < N:  # feasible rows were carried along: their multiplier is 0
+            lam_s = torch.where(infeasible, lam_s, 0.0)
         Xs = _shrink(Vs, Ws, ids, lam_s, work)
     if rows is None:
         X = Xs

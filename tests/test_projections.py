@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.optimize import brentq
 
 from linf_opt import NonFiniteError, ProjectionError, ShapeError, mu_2, mu_inf
-from linf_opt.projections import (MuInfProjector, _project_rows, project_conv_kernel, project_mu_2,
-                                  project_mu_inf, project_norm_inf)
+from linf_opt.projections import (MuInfProjector, _project_mu_inf, _project_rows, project_conv_kernel,
+                                  project_mu_2, project_mu_inf, project_norm_inf)
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -497,3 +497,21 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(project_mu_2(A.cuda(), 0.1).cpu(), project_mu_2(A, 0.1), rtol=0, atol=1e-10)
     K = torch.randn(4, 4, 3, 3, generator=g, dtype=torch.float32)
     torch.testing.assert_close(project_conv_kernel(K.cuda(), 0.5).cpu(), project_conv_kernel(K, 0.5), rtol=0, atol=1e-5)
+
+
+def test_warm_start_keeps_feasible_rows_and_matches_cold_start():
+    """Regression: with any warm-start multipliers, feasible rows come back unchanged and the result
+    equals the cold-start projection. (A feasible row carried through the Newton passes from its old
+    multiplier once followed g(λ) to a negative root: it changed A by 2.5e-5 during MNIST training.)
+    """
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        n = 80
+        A = torch.randn(n, n, generator=g, dtype=torch.float64) / n
+        A.diagonal().sub_(torch.rand(n, generator=g, dtype=torch.float64))   # a mix of feasible rows
+        lam0 = torch.rand(n, generator=g, dtype=torch.float64) * 10.0 ** (-trial % 6)
+        feasible = torch.from_numpy(row_values(A.numpy(), None)[0] <= 0.3)
+        assert 0 < int(feasible.sum()) < n
+        X, _ = _project_mu_inf(A, 0.3, None, "pivot", lam0=lam0)
+        assert torch.equal(X[feasible], A[feasible])
+        torch.testing.assert_close(X, project_mu_inf(A, 0.3, method="sort"), atol=1e-14, rtol=0)
