@@ -110,11 +110,12 @@ def embedded_average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, tra
         raise ValueError(f"A: method 'embedded_average' needs a block matrix [[P, N], [N, P]] (the embedded "
                          f"network's Â), got a {tuple(A.shape)} matrix without that structure")
     Ht, Gt = ((P + N) / 2).t().contiguous(), ((P - N) / 2).t().contiguous()
+    qc, qr = (Q[:, :n] + Q[:, n:]) / 2, (Q[:, n:] - Q[:, :n]) / 2    # the injection, as centre ± radius
 
     def image(X):
         lo, hi = X[:, :n], X[:, n:]
-        a, g = (lo + hi) @ Ht, (hi - lo) @ Gt
-        return act(torch.cat([a - g, a + g], 1).add_(Q))
+        a, g = torch.addmm(qc, lo + hi, Ht), torch.addmm(qr, hi - lo, Gt)
+        return act(torch.cat([a - g, a + g], 1))
 
     alpha = float(_average_step(A)) if alpha is None else float(alpha)
     mon = _Monitor("embedded_average", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
@@ -164,9 +165,10 @@ def embedded_equilibrium(net, lower: torch.Tensor, upper: torch.Tensor, *, metho
 def output_bounds(net, x_lower, x_upper, u_lower, u_upper) -> tuple[torch.Tensor, torch.Tensor]:
     """y̲ = C⁺x̲ + C⁻x̄ + D⁺u̲ + D⁻ū + c and ȳ (the box image of y = Cx + Du + c), shapes (batch, q)."""
     xc, xr = (x_lower + x_upper) / 2, (x_upper - x_lower) / 2
-    yc = net.readout(xc, (u_lower + u_upper) / 2)
+    feed = net.D is not None    # the input box only matters through D
+    yc = net.readout(xc, (u_lower + u_upper) / 2 if feed else None)
     yr = xr @ net.C.abs().t()
-    if net.D is not None:
+    if feed:
         yr = yr + ((u_upper - u_lower) / 2) @ net.D.abs().t()
     return yc - yr, yc + yr
 
@@ -185,13 +187,13 @@ def margin_lower_bounds(net, x_lower, x_upper, labels, u_lower, u_upper) -> torc
     """
     q = net.C.shape[0]
     xc, xr = (x_lower + x_upper) / 2, (x_upper - x_lower) / 2
-    uc, ur = (u_lower + u_upper) / 2, (u_upper - u_lower) / 2
-    yc = net.readout(xc, uc)
+    feed = net.D is not None    # the input box only matters through D
+    yc = net.readout(xc, (u_lower + u_upper) / 2 if feed else None)
     idx = labels.view(-1, 1)
     centre = yc.gather(1, idx) - yc
     spread = xr @ _pair_abs(net.C).t()                      # (batch, q·q): row t·q + j is |C_t − C_j| x_r
-    if net.D is not None:
-        spread = spread + ur @ _pair_abs(net.D).t()
+    if feed:
+        spread = spread + ((u_upper - u_lower) / 2) @ _pair_abs(net.D).t()
     spread = spread.view(-1, q, q).gather(1, idx.unsqueeze(-1).expand(-1, 1, q)).squeeze(1)
     return centre - spread
 
