@@ -408,7 +408,8 @@ class CertifyResult:
 
     def summary(self) -> str:
         extra = f", L = {self.lipschitz:.4g}" if self.lipschitz is not None else ""
-        inval = f", {self.n_invalid} without valid bounds" if self.n_invalid else ""
+        inval = (f", {self.n_invalid} without valid bounds ({self.stats.n_not_converged} not converged)"
+                 if self.n_invalid else "")
         return (f"{self.method} at ε = {self.eps:g}: certified {self.certified_accuracy:.2%} of "
                 f"{self.certified.numel()} in {self.time:.3f} s{extra}{inval}")
 

@@ -33,7 +33,8 @@ class RobustnessRecord:
     eps: float
     accuracy: float
     time: float
-    invalid: int = 0          # certificates: samples without valid bounds (solver not converged, IBP diverged)
+    invalid: int = 0          # certificates: samples without valid bounds (not converged, or IBP not verified)
+    not_converged: int = 0    # certificates: samples whose solve did not converge
     iterations: int = 0       # certificates: solver iterations (maximum over batches)
 
 
@@ -86,7 +87,8 @@ def evaluate_robustness(net, inputs, labels, eps_values: Sequence[float], *, spa
     def add(rec: RobustnessRecord):
         report.records.append(rec)
         if log is not None:
-            extra = f", {rec.invalid} without valid bounds" if rec.invalid else ""
+            extra = (f", {rec.invalid} without valid bounds, {rec.not_converged} not converged"
+                     if rec.invalid else "")
             log(f"  {rec.kind:<11} {rec.name:<24} ε = {rec.eps:<6g} accuracy {rec.accuracy:7.2%}  "
                 f"({rec.time:.2f} s{extra})")
 
@@ -107,7 +109,7 @@ def evaluate_robustness(net, inputs, labels, eps_values: Sequence[float], *, spa
         for m in methods:
             res = certify(net, inputs, labels, eps, m, space=space, batch_size=batch_size)
             add(RobustnessRecord("certificate", m, eps, res.certified_accuracy, res.time, res.n_invalid,
-                                 res.stats.iterations))
+                                 res.stats.n_not_converged, res.stats.iterations))
     return report
 
 
@@ -132,7 +134,7 @@ def format_table(report: RobustnessReport) -> str:
             if r is None:
                 cells.append("—")
             else:
-                bad = f", {r.invalid} invalid" if r.invalid else ""
+                bad = f", {r.invalid} invalid / {r.not_converged} unconverged" if r.invalid else ""
                 cells.append(f"{r.accuracy:.2%} ({r.time:.2f} s{bad})")
         lines.append(f"| {eps:g} | " + " | ".join(cells) + " |")
     ratios = []
