@@ -74,19 +74,21 @@ def test_robust_problem_file():
 def test_loss_reduces_to_clean_cross_entropy():
     net = small_net()
     u, t = batch(net)
-    clean = F.cross_entropy(net(u), t)
-    accuracy = float((net(u).argmax(1) == t).double().mean())
+    with torch.no_grad():
+        clean = F.cross_entropy(net(u), t)
+        accuracy = float((net(u).argmax(1) == t).double().mean())
     for eps, mix in ((0.0, 0.7), (0.3, 0.0), (0.0, 0.0)):
         loss, info = robust_loss(net, u, t, eps, mix)
-        assert float(loss.detach()) == pytest.approx(float(clean.detach()), rel=1e-12)
-        assert info["clean_loss"] == pytest.approx(float(clean.detach()))
+        assert float(loss.detach()) == pytest.approx(float(clean), rel=1e-12)
+        assert info["clean_loss"] == pytest.approx(float(clean))
         if eps == 0:
             assert info["robust_loss"] == info["clean_loss"] and info["certified"] == pytest.approx(accuracy)
         else:
             assert math.isnan(info["robust_loss"]) and math.isnan(info["certified"])
     # at ε = 0 the robust term itself equals the clean loss (the margins are exact)
-    xl, xu, _ = embedded_equilibrium(net, u, u)
-    z = margin_lower_bounds(net, xl, xu, t, u, u)
+    with torch.no_grad():
+        xl, xu, _ = embedded_equilibrium(net, u, u)
+        z = margin_lower_bounds(net, xl, xu, t, u, u)
     assert float(F.cross_entropy(-z, t)) == pytest.approx(float(clean), rel=1e-8)
 
 
