@@ -96,19 +96,21 @@ def test_loss_is_the_convex_mix_and_bounds_the_worst_case():
     net = small_net(1)
     u, t = batch(net, 1)
     eps = 0.1
-    full, info1 = robust_loss(net, u, t, eps, 1.0)
-    half, info_h = robust_loss(net, u, t, eps, 0.5)
-    clean = F.cross_entropy(net(u), t)
+    with torch.no_grad():
+        full, info1 = robust_loss(net, u, t, eps, 1.0)
+        half, info_h = robust_loss(net, u, t, eps, 0.5)
+        clean = F.cross_entropy(net(u), t)
+        with_logits, _ = robust_loss(net, u, t, eps, 0.5, logits=net(u))
     assert math.isnan(info1["clean_loss"])                       # κ = 1: no clean solve
     assert float(half) == pytest.approx(0.5 * float(clean) + 0.5 * float(full), rel=1e-10)
-    with_logits, _ = robust_loss(net, u, t, eps, 0.5, logits=net(u))
     assert float(with_logits) == pytest.approx(float(half), rel=1e-12)
     assert float(full) > float(clean)
     # CE(−z̲) ≥ CE(y(u′)) for every u′ in the box: check on PGD's worst case, per sample
-    xl, xu, _ = embedded_equilibrium(net, u - eps, u + eps)
-    bound = F.cross_entropy(-margin_lower_bounds(net, xl, xu, t, u - eps, u + eps), t, reduction="none")
     adv = pgd(net, u, t, eps, steps=20, space=IDENTITY)
-    worst = F.cross_entropy(net(adv), t, reduction="none")
+    with torch.no_grad():
+        xl, xu, _ = embedded_equilibrium(net, u - eps, u + eps)
+        bound = F.cross_entropy(-margin_lower_bounds(net, xl, xu, t, u - eps, u + eps), t, reduction="none")
+        worst = F.cross_entropy(net(adv), t, reduction="none")
     assert bool((bound >= worst - 1e-9).all())
     assert 0 <= info_h["certified"] <= 1 and info_h["embedded_iterations"] > 0
 
