@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from linf_opt.data import write_idx
+
 
 def well_posed_matrix(n: int, mu: float, *, offdiag: float = 1.0, neg_diag: float = 0.0, seed: int = 0,
                       dtype=torch.float64) -> torch.Tensor:
@@ -40,3 +42,18 @@ def brute_norm_inf(A: np.ndarray, eta=None) -> float:
     n = A.shape[0]
     eta = np.ones(n) if eta is None else np.asarray(eta, float)
     return max(sum(abs(A[i, j]) * eta[j] / eta[i] for j in range(n)) for i in range(n))
+
+
+def tiny_mnist(path, n_train: int = 60, n_test: int = 30, seed: int = 0, noise: int = 60):
+    """Write a tiny MNIST-shaped data set (IDX, gzip) into ``path``: noise images with one bright row per
+    class (row 2·label + 3), so that a small network can learn it. Returns ``path``."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, noise, (n, 28, 28)).astype(np.uint8)
+        for k, lab in enumerate(labels):
+            images[k, 2 * lab + 3, :] = 255
+        write_idx(path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(path / f"{split}-labels-idx1-ubyte.gz", labels)
+    return path

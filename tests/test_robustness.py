@@ -1,30 +1,16 @@
 """The robustness report and the ``linf-opt certify`` command on a tiny MNIST-format data set."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from linf_opt import ImplicitNetwork
 from linf_opt.cli import main
 from linf_opt.config import load_problem, override
-from linf_opt.data import write_idx
 from linf_opt.input_space import MNIST
 from linf_opt.robustness import evaluate_robustness, format_table
 from linf_opt.training import train
-
-
-def tiny_mnist(path, n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    path.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "t10k"):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-        for k, lab in enumerate(labels):      # a learnable pattern: a bright row per class
-            images[k, 2 * lab + 3, :] = 255
-        write_idx(path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(path / f"{split}-labels-idx1-ubyte.gz", labels)
-    return path
+from helpers import tiny_mnist
 
 
 def test_report_rows_and_monotone_accuracy():
@@ -50,7 +36,7 @@ def test_report_rows_and_monotone_accuracy():
 
 
 def test_certify_command_on_a_trained_run(tmp_path, capsys):
-    data = tiny_mnist(tmp_path / "mnist")
+    data = tiny_mnist(tmp_path / "mnist", n_train=40, n_test=40, noise=40)
     p = override(load_problem("problems/mnist_fc_robust.toml"),
                  **{"data.data_dir": str(data), "model.hidden": 8, "training.epochs": 1,
                     "training.batch_size": 20})

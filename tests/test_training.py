@@ -7,8 +7,8 @@ import torch
 from linf_opt import ConfigError, InvariantError, mu_2, mu_inf, norm_inf
 from linf_opt.checkpoint import load_checkpoint
 from linf_opt.config import load_problem, override
-from linf_opt.data import write_idx
 from linf_opt.training import NonFiniteLossError, Trainer, load_run, train
+from helpers import tiny_mnist
 
 BASE = {
     "name": "tiny", "seed": 3, "dtype": "float64",
@@ -161,19 +161,6 @@ def test_cvxpy_backend_gives_the_same_trajectory():
     b = Trainer(problem(**kw, **{"constraint.backend": "cvxpy"}), progress=False).fit()
     for p1, p2 in zip(a.net.parameters(), b.net.parameters()):
         torch.testing.assert_close(p1, p2, atol=1e-6, rtol=1e-6)
-
-
-def tiny_mnist(tmp_path, n_train=60, n_test=30, seed=0):
-    rng = np.random.default_rng(seed)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for k, lab in enumerate(labels):      # a learnable pattern: a bright row per class
-            images[k, 2 * lab + 3, :] = 255
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
-    return tmp_path
 
 
 def test_classification_end_to_end_on_tiny_idx_files(tmp_path):
