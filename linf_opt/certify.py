@@ -238,16 +238,16 @@ def _check_box(net, lower, upper) -> tuple[torch.Tensor, torch.Tensor, bool, boo
     single = L.ndim == 1
     L, U = (L.unsqueeze(0), U.unsqueeze(0)) if single else (L, U)
     r = B.shape[1]
-    for name, t in (("lower", L), ("upper", U)):
+
+    def rows(t, name):
         if t.ndim > 2 and math.prod(t.shape[1:]) == r:
-            t = t.reshape(t.shape[0], r)
+            t = t.reshape(t.shape[0], r)       # e.g. images (batch, 1, 28, 28)
         if t.ndim != 2 or t.shape[1] != r:
             raise ShapeError(f"{name}: expected shape (batch, {r}) or ({r},), got {tuple(t.shape)}")
         check_finite(t, name)
-        if name == "lower":
-            L = t
-        else:
-            U = t
+        return t
+
+    L, U = rows(L, "lower"), rows(U, "upper")
     if L.shape != U.shape:
         raise ShapeError(f"lower, upper: expected the same shape, got {tuple(L.shape)} and {tuple(U.shape)}")
     bad = L > U
@@ -461,7 +461,7 @@ def certify(net, inputs, labels, eps: float, method: str = "mixed_monotone_relat
     mu, eta = _measure(net)
     tol, rtol = _default_tols(net, tol, rtol)
     box_method = "ibp" if method == "ibp" else "mixed_monotone"
-    max_iter = _default_max_iter(net, box_method if not method.startswith("lipschitz") else "lipschitz", max_iter)
+    max_iter = _default_max_iter(net, box_method, max_iter)
     eps_model = space.eps_to_model(eps)
     margins, lowers, uppers, valids, stats = [], [], [], [], []
     L_value = None
