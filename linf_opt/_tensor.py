@@ -91,16 +91,17 @@ def as_weights(eta: Any, n: int, like: torch.Tensor, name: str = "eta") -> torch
 
 
 def check_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:
-    """Return ``float(value)`` after checking it is finite and in the given interval (naming ``name``)."""
+                 low_open: bool = False, high_open: bool = False, what: str = "a value") -> float:
+    """Return ``float(value)`` after checking it is finite and in the given interval (naming ``name``;
+    ``what`` describes the quantity in messages, e.g. "an ℓ∞ radius")."""
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected a real number, got {value!r}") from exc
+        raise TypeError(f"{name}: expected {what} (a real number), got {value!r}") from exc
     if not np.isfinite(v):
-        raise NonFiniteError(f"{name}: expected a finite number, got {v}")
+        raise NonFiniteError(f"{name}: expected {what} that is finite, got {v}")
     if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name}: expected a value {'>' if low_open else '≥'} {low}, got {v}")
+        raise ValueError(f"{name}: expected {what} {'>' if low_open else '≥'} {low}, got {v}")
     if high is not None and (v > high or (high_open and v == high)):
-        raise ValueError(f"{name}: expected a value {'<' if high_open else '≤'} {high}, got {v}")
+        raise ValueError(f"{name}: expected {what} {'<' if high_open else '≤'} {high}, got {v}")
     return v

@@ -33,15 +33,7 @@ __all__ = ["InputSpace", "PIXELS", "MNIST", "IDENTITY", "check_eps"]
 
 def check_eps(eps, name: str = "eps") -> float:
     """ε as a float after checking it is a finite number ≥ 0 (``ValueError``/``NonFiniteError`` otherwise)."""
-    try:
-        v = float(eps)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected an ℓ∞ radius (a real number ≥ 0), got {eps!r}") from exc
-    if not math.isfinite(v):
-        raise NonFiniteError(f"{name}: expected a finite ℓ∞ radius ≥ 0, got {v}")
-    if v < 0:
-        raise ValueError(f"{name}: expected an ℓ∞ radius ≥ 0, got {v}")
-    return v
+    return check_scalar(eps, name, low=0.0, what="an ℓ∞ radius")
 
 
 @dataclass(frozen=True)
