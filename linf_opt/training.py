@@ -273,20 +273,21 @@ class Trainer:
 
     # -- one epoch ----------------------------------------------------------------------------------
     def _loss(self, U, T, epoch_fraction: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The training loss: task loss, or the robust loss of SPEC §8 with ``[robust]``, + λ·surrogate."""
         Y = self.net(U)
-        loss = _task_loss(Y, T, self.loss_kind)
         info: dict[str, float] = {}
         r = self.problem.robust
         if r.enabled:
+            # (1 − κ) CE(y(u), t) + κ CE(−z̲(u), t), ε and κ ramped by the schedule at the fractional epoch
+            from .data import eps_to_normalized, to_normalized
             from .robust_training import robust_loss, robust_schedule
             eps_pixel, mix = robust_schedule(r, epoch_fraction)
-            if mix > 0 and eps_pixel > 0:
-                from .data import eps_to_normalized, to_normalized
-                rl, rinfo = robust_loss(self.net, U, T, eps_to_normalized(eps_pixel), mix,
-                                        lower=float(to_normalized(0.0)), upper=float(to_normalized(1.0)))
-                loss = (1 - mix) * loss + mix * rl
-                info.update({f"robust_{k}": float(v) for k, v in rinfo.items()})
+            loss, rinfo = robust_loss(self.net, U, T, eps_to_normalized(eps_pixel), mix,
+                                      lower=float(to_normalized(0.0)), upper=float(to_normalized(1.0)), logits=Y)
+            info.update({f"robust_{k}": float(v) for k, v in rinfo.items() if k not in ("eps", "mix")})
             info.update(robust_eps=eps_pixel, robust_mix=mix)
+        else:
+            loss = _task_loss(Y, T, self.loss_kind)
         lam = self.problem.regularizer.lipschitz_weight
         if lam > 0:
             gamma = self.problem.constraint.gamma if self.problem.constraint.gamma < 1 else 0.95

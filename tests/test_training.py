@@ -173,3 +173,22 @@ def test_classification_end_to_end_on_tiny_idx_files(tmp_path):
     assert 0.0 <= h["test_accuracy"] <= 1.0 and "train_accuracy" in h
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert h["mu_inf"] <= 0.95 + 1e-5
+
+
+def test_robust_problem_uses_the_robust_loss_once(tmp_path):
+    """With [robust], the training loss is robust_loss's mixed loss itself (not mixed a second time)."""
+    from linf_opt.data import eps_to_normalized, to_normalized
+    from linf_opt.robust_training import robust_loss, robust_schedule
+
+    d = tiny_mnist(tmp_path / "mnist", n_train=20, n_test=10)
+    p = override(load_problem("problems/mnist_fc_robust.toml"), **{
+        "data.data_dir": str(d), "model.hidden": 8, "robust.warmup_epochs": 0, "robust.eps_ramp_epochs": 1,
+        "robust.mix_ramp_epochs": 1})
+    trainer = Trainer(p, progress=False)
+    U, T = trainer.data.train_inputs[:10], trainer.data.train_targets[:10]
+    loss, _, info = trainer._loss(U, T, 2.0)                    # past the ramps: ε and κ at their targets
+    eps, mix = robust_schedule(p.robust, 2.0)
+    assert eps == p.robust.eps and mix == p.robust.mix and info["robust_mix"] == mix
+    expected, _ = robust_loss(trainer.net, U, T, eps_to_normalized(eps), mix,
+                              lower=float(to_normalized(0.0)), upper=float(to_normalized(1.0)))
+    torch.testing.assert_close(loss, expected)
