@@ -8,10 +8,8 @@ losses, and the time per projection of each backend. Float64 so that the compari
 projections, not float32 round-off.
 
 A control run pairs the two exact closed forms ("exact" = Newton pivoting vs "sort"), which differ
-only by round-off (~1e-16): whatever divergence that pair shows comes from the optimizer amplifying
-round-off, not from the projections disagreeing. Adam amplifies it strongly (its first steps are
-≈ lr·sign(g), so a gradient entry near zero flips sign); plain SGD — the textbook projected-gradient
-method — does not.
+only by round-off (~1e-16): it shows how much the training itself amplifies round-off, so that a
+difference between exact and CVXPY well above it would mean the projections disagree.
 
     python bench/backend_trajectory.py [--steps 300] [--optimizer sgd|adam] [--data-dir ../shared/data/mnist]
 """
