@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._tensor import check_scalar
+from ._tensor import as_weights, check_scalar
 from .measures import _row_measures, _scaled
 
 __all__ = ["lipschitz_bound", "lipschitz_surrogate", "empirical_lipschitz"]
@@ -31,10 +31,7 @@ def _resolve_eta(net, eta):
         return e
     if eta is None:
         return getattr(net, "eta", None)
-    e = torch.as_tensor(eta, dtype=net.A.dtype, device=net.A.device)
-    if e.shape != (net.A.shape[0],) or not bool((e > 0).all()) or not bool(torch.isfinite(e).all()):
-        raise ValueError(f"eta: expected {net.A.shape[0]} finite positive weights")
-    return e
+    return as_weights(eta, net.A.shape[0], net.A.detach())
 
 
 def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:

@@ -23,6 +23,7 @@ from .activations import Activation, get_activation
 from .errors import ShapeError
 from .implicit import EquilibriumRecord, equilibrium
 from .measures import _row_measures, _scaled
+from .projections import project_mu_inf
 from .solvers import check_step, get_solver, SolverStats
 
 __all__ = ["ImplicitNetwork"]
@@ -93,12 +94,7 @@ class ImplicitNetwork(nn.Module):
         self.last_backward_stats: SolverStats | None = None
 
     def _init_feasible(self, A0: torch.Tensor) -> torch.Tensor:
-        """Project A0 onto μ_{∞,η}(A) ≤ γ (Euclidean, exact); fall back to a diagonal shift."""
-        try:
-            from .projections import project_mu_inf
-        except ImportError:  # pragma: no cover - projections not available
-            mu = _row_measures(_scaled(A0, self.eta)).amax()
-            return A0 - torch.clamp(mu - self.gamma, min=0) * torch.eye(A0.shape[0], dtype=A0.dtype, device=A0.device)
+        """Project A0 onto μ_{∞,η}(A) ≤ γ (Euclidean, exact)."""
         return project_mu_inf(A0, self.gamma, eta=self.eta)
 
     # ------------------------------------------------------------------------------------------------

@@ -189,19 +189,22 @@ class Trainer:
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0
+        self.step_count = 0
         self.history: list[dict[str, Any]] = []
         self.loss_kind = problem.training.loss
         self.regression = self.data.task == "regression"
 
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"epoch": self.epoch, "step": self.step_count, "model": self.net.state_dict(),
+                "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict() if self.sched else None,
                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": self.history, "problem": problem_to_dict(self.problem)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
+        self.step_count = int(state.get("step", 0))
         if "eta" in state["model"] and self.net.eta is None:
             self.net.eta = state["model"]["eta"].clone()
             if self.problem.constraint.enforce == "reparam":
@@ -327,7 +330,7 @@ class Trainer:
             self.opt.step()
             tp = time.perf_counter()
             self._project()
-            self.step_count = getattr(self, "step_count", 0) + 1
+            self.step_count += 1
             self._check_invariant()
             t_proj += time.perf_counter() - tp
             for cb in self.callbacks:
