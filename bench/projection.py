@@ -9,10 +9,13 @@ every ratio compares numbers measured in the same run, single-threaded unless ``
    default tolerances), one ``torch.sort`` of the n×n matrix along its rows, and one elementwise pass
    ``A.abs()`` (the memory-traffic floor). For large n the CVXPY time is extrapolated from a sample
    of rows (the other rows made feasible, which the backend skips), marked ≈;
-2. the two closed forms: sort-based and pivoting (vectorised Newton), with the number of passes;
+2. the closed forms: the compiled kernel (``exact`` on CPU) against the tensor forms, sort-based and
+   pivoting (vectorised Newton), with the number of Newton passes;
 3. training-like use: Adam steps on a random quadratic loss, each followed by a projection, with the
    stateful projector cold and warm-started from the previous multipliers (small corrections of the
-   previous projection, as in projected-gradient training).
+   previous projection, as in projected-gradient training), and the in-place projection of a
+   parameter (``project_``) that the trainer uses. Note that a tight loop flatters every entry
+   (warm caches): in training the same calls cost 2–4× more, and the trainer measures its own share.
 
     python bench/projection.py [--quick] [--sizes 50 100 …] [--dtype float32] [--threads 1]
 """
@@ -103,27 +106,30 @@ def main_table(sizes, dtype, repeats, cvxpy_full_max, cvxpy_sample, cvxpy_max):
 
 
 def methods_table(sizes, dtype, repeats):
-    print("\n### The two closed forms (`exact` = `sort` for n ≤ "
-          f"{EXACT_SORT_MAX_ROW}, `pivot` above)\n")
-    print("| n | sort-based (ms) | pivot (ms) | pivot / sort-based | Newton passes | max |difference| |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("\n### The closed forms: the compiled kernel (`exact` on CPU) and the two tensor forms "
+          f"(`exact` elsewhere: `sort` for n ≤ {EXACT_SORT_MAX_ROW}, `pivot` above)\n")
+    print("| n | compiled (ms) | sort-based (ms) | pivot (ms) | sort-based / compiled | pivot / compiled "
+          "| Newton passes (compiled / pivot) | max |difference| |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         A = random_matrix(n, dtype)
         proj = MuInfProjector(GAMMA, method="pivot")
-        t = best_times({"sort": lambda: project_mu_inf(A, GAMMA, method="sort"), "pivot": lambda: proj(A)},
-                       rounds(n, repeats))
-        t_s, t_p = t["sort"], t["pivot"]
-        diff = float((project_mu_inf(A, GAMMA, method="sort") - proj(A)).abs().max())
-        print(f"| {n} | {t_s * 1e3:.3g} | {t_p * 1e3:.3g} | {t_p / t_s:.2f} | {proj.info['passes']} "
-              f"| {diff:.1e} |", flush=True)
+        comp = MuInfProjector(GAMMA, method="exact")
+        t = best_times({"compiled": lambda: comp(A), "sort": lambda: project_mu_inf(A, GAMMA, method="sort"),
+                        "pivot": lambda: proj(A)}, rounds(n, repeats))
+        t_c, t_s, t_p = t["compiled"], t["sort"], t["pivot"]
+        ref = project_mu_inf(A, GAMMA, method="sort")
+        diff = max(float((ref - proj(A)).abs().max()), float((ref - comp(A)).abs().max()))
+        print(f"| {n} | {t_c * 1e3:.3g} | {t_s * 1e3:.3g} | {t_p * 1e3:.3g} | {t_s / t_c:.1f} | {t_p / t_c:.1f} "
+              f"| {comp.info['passes']} / {proj.info['passes']} | {diff:.1e} |", flush=True)
 
 
 def training_table(sizes, dtype, steps, lr):
     print(f"\n### Training-like sequence: {steps} Adam steps (lr = {lr:g}) on ½‖A − M‖², each followed "
-          "by a projection\n")
-    print("| n | sort-based (µs/step) | pivot, cold (µs/step) | pivot, warm start (µs/step) "
-          "| rows projected | passes cold | passes warm |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "by a projection of the parameter\n")
+    print("| n | sort-based | pivot, cold | pivot, warm | compiled, cold | compiled, warm | compiled, in place "
+          "| pivot, warm / in place | rows projected | passes: pivot cold / warm, compiled cold / warm |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         g = torch.Generator().manual_seed(1)
         M = torch.randn(n, n, generator=g, dtype=dtype) * 2 / n ** 0.5  # an infeasible target
@@ -141,7 +147,11 @@ def training_table(sizes, dtype, steps, lr):
                 A.copy_(project_mu_inf(A, GAMMA))
         projectors = {"sort": MuInfProjector(GAMMA, method="sort"),
                       "cold": MuInfProjector(GAMMA, method="pivot"),
-                      "warm": MuInfProjector(GAMMA, method="pivot", warm_start=True)}
+                      "warm": MuInfProjector(GAMMA, method="pivot", warm_start=True),
+                      "ccold": MuInfProjector(GAMMA, method="exact"),
+                      "cwarm": MuInfProjector(GAMMA, method="exact", warm_start=True)}
+        param = torch.nn.Parameter(A0.clone())
+        inplace = MuInfProjector(GAMMA, method="exact")
         stats = {}
 
         def sequence(proj, record=None):
@@ -151,13 +161,25 @@ def training_table(sizes, dtype, steps, lr):
                 if record is not None:
                     record.append((proj.info.get("passes", 0), proj.info.get("projected", 0)))
 
+        def in_place():  # the trainer's step: copy the iterate into the parameter, project it there
+            inplace.reset()
+            with torch.no_grad():
+                for B in inputs:
+                    param.copy_(B)
+                    inplace.project_(param)
+
         for name, proj in projectors.items():
             rec = []
             sequence(proj, rec)
             stats[name] = np.mean(rec, axis=0)
-        t = best_times({k: (lambda p=p: sequence(p)) for k, p in projectors.items()}, 3)
-        row = [str(n)] + [f"{t[k] / steps * 1e6:.0f}" for k in ("sort", "cold", "warm")]
-        row += [f"{stats['cold'][1]:.1f} of {n}", f"{stats['cold'][0]:.1f}", f"{stats['warm'][0]:.1f}"]
+        in_place()
+        assert torch.equal(param.detach(), projectors["ccold"](inputs[-1]))
+        fns = {k: (lambda p=p: sequence(p)) for k, p in projectors.items()}
+        fns["inplace"] = in_place
+        t = best_times(fns, 3)
+        row = [str(n)] + [f"{t[k] / steps * 1e6:.0f} µs" for k in ("sort", "cold", "warm", "ccold", "cwarm", "inplace")]
+        row += [f"{t['warm'] / t['inplace']:.1f}", f"{stats['cold'][1]:.1f} of {n}",
+                f"{stats['cold'][0]:.1f} / {stats['warm'][0]:.1f}, {stats['ccold'][0]:.1f} / {stats['cwarm'][0]:.1f}"]
         print("| " + " | ".join(row) + " |", flush=True)
 
 

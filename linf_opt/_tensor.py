@@ -6,6 +6,7 @@ implementation serves all of them, and the result goes back in the caller's type
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,7 @@ def check_scalar(value: Any, name: str, *, low: float | None = None, high: float
         v = float(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name}: expected {what} (a real number), got {value!r}") from exc
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise NonFiniteError(f"{name}: expected {what} that is finite, got {v}")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name}: expected {what} {'>' if low_open else '≥'} {low}, got {v}")

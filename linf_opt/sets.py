@@ -22,16 +22,27 @@ from __future__ import annotations
 
 import abc
 import inspect
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ._tensor import as_matrix, as_weights, check_scalar, like_input, to_torch
+from ._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
 from .errors import ConfigError, ShapeError
-from .measures import mu_2, mu_inf, norm_inf
-from .projections import (MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector, project_mu_2,
-                          project_mu_inf, project_norm_inf)
+from .measures import _row_measures, _scaled, mu_2, mu_inf, norm_inf
+from .projections import (MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector, _cpu_kernel,
+                          project_mu_2, project_mu_inf, project_norm_inf)
+
+_NO_WEIGHTS = np.empty(0)
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return _EPS[dtype] if dtype in _EPS else torch.finfo(dtype).eps
+
+
+_EPS = {d: torch.finfo(d).eps for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
 __all__ = ["FeasibleSet", "MuInfPolytope", "NormInfBall", "MonotoneSet", "get_set", "register_set",
            "available_sets"]
@@ -75,16 +86,25 @@ class FeasibleSet(abc.ABC):
         The relative slack absorbs round-off (the projections land on the boundary): a positive ``tol``
         is raised to 32 ulps of A's dtype (3.8e-6 in float32, which ``1e-9`` would not cover);
         ``tol=0`` tests value ≤ bound exactly. Returns a Python bool for one matrix, a bool
-        array/tensor (caller's type) for a batch.
+        array/tensor (caller's type) for a batch. Raises ``NonFiniteError`` for NaN/Inf entries.
         """
         tol = check_scalar(tol, "tol", low=0.0)
-        t, was_numpy = as_matrix(A, "A")
-        a = t.detach().abs()
-        scale = torch.maximum(a.sum(-1).amax(-1), a.sum(-2).amax(-1))
+        t, was_numpy = to_torch(A, "A")
+        check_square(t, "A")
+        t = t.detach()
         if tol > 0 and t.is_floating_point():
-            tol = max(tol, 32 * torch.finfo(t.dtype).eps)
+            tol = max(tol, 32 * _eps(t.dtype))
+        fast = self._value_and_scale_fast(t) if tol > 0 else None  # tol = 0: value() exactly as computed
+        if fast is not None:  # one matrix, through a compiled pass: plain floats
+            value, scale = fast
+            if not math.isfinite(scale):
+                check_finite(t, "A")
+            return bool(value <= self.bound + tol * max(scale, 1.0, abs(self.bound)))
+        check_finite(t, "A")
+        a = t.abs()
+        scale = torch.maximum(a.sum(-1).amax(-1), a.sum(-2).amax(-1))
         slack = tol * torch.clamp(scale, min=max(1.0, abs(self.bound)))
-        inside = self._value_t(t.detach()) <= self.bound + slack
+        inside = self._value_t(t) <= self.bound + slack
         if inside.ndim == 0:
             return bool(inside)
         return like_input(inside, was_numpy)
@@ -105,6 +125,19 @@ class FeasibleSet(abc.ABC):
                              f"{type(self).__name__}, got {method!r}")
         return self._project(A, method)
 
+    def project_(self, A: torch.Tensor, method: str | None = None) -> torch.Tensor:
+        """Project the torch tensor A onto the set in place (a parameter after an optimizer step).
+
+        Returns A. The generic route projects out of place and copies back; sets with a faster
+        in-place route (the ℓ∞ polytope on CPU) override it. Autograd does not see the change.
+        """
+        if not isinstance(A, torch.Tensor):
+            raise TypeError(f"A: project_ works in place on a torch tensor, got {type(A).__name__} "
+                            f"(use project() for numpy arrays)")
+        X = torch.as_tensor(self.project(A.detach(), method))
+        A.detach().copy_(X)
+        return A
+
     def distance(self, A):
         """Frobenius distance ‖A − project(A)‖_F to the set (0 inside), shape (...), caller's type."""
         t, was_numpy = as_matrix(A, "A")
@@ -115,6 +148,10 @@ class FeasibleSet(abc.ABC):
     # -- for subclasses ------------------------------------------------------------------------------
     def _value_t(self, t: torch.Tensor) -> torch.Tensor:
         return self.value(t)
+
+    def _value_and_scale_fast(self, t: torch.Tensor) -> tuple[float, float] | None:
+        """(value, scale) of a single matrix by a faster route than the generic one, or None."""
+        return None
 
     def _project(self, A, method: str):  # pragma: no cover - only reached when has_projection is True
         raise NotImplementedError
@@ -182,10 +219,31 @@ class MuInfPolytope(FeasibleSet):
         """μ_{∞,η}(A) = maxᵢ (aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ)."""
         return mu_inf(A, self.eta)
 
+    def _value_t(self, t: torch.Tensor) -> torch.Tensor:
+        # the same formula on an already validated tensor, with the weights converted once per
+        # dtype/device: membership is tested after every training step
+        w = None if self.eta is None else self._projector._eta(t)
+        return _row_measures(_scaled(t, w)).amax(-1)
+
+    def _value_and_scale_fast(self, t: torch.Tensor) -> tuple[float, float] | None:
+        # a single CPU matrix (the training-step check): one compiled pass instead of ~20 tensor ops
+        if t.ndim != 2 or not t.is_cpu or t.dtype not in _KERNEL_DTYPES or (kernel := _cpu_kernel()) is None:
+            return None
+        eta = _NO_WEIGHTS if self.eta is None else self.eta
+        if eta.shape[0] not in (0, t.shape[-1]):
+            return None  # the generic route raises the weights' shape error
+        mu, rows, cols = kernel.mu_inf_stats(t.numpy(), eta)
+        return mu, max(rows, cols)
+
     def _project(self, A, method: str):
         if method == "exact":
             return self._projector(A)
         return project_mu_inf(A, self.gamma, self.eta, method)
+
+    def project_(self, A: torch.Tensor, method: str | None = None) -> torch.Tensor:
+        if method in (None, "exact") and isinstance(A, torch.Tensor):
+            return self._projector.project_(A)  # on CPU: the compiled kernel writes into A
+        return super().project_(A, method)
 
 
 class NormInfBall(_GammaLevelSet):

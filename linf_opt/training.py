@@ -256,8 +256,7 @@ class Trainer:
     def _project(self) -> None:
         if self.set is None or self.problem.constraint.enforce != "project":
             return
-        A = self.net.A
-        A.copy_(torch.as_tensor(self.set.project(A.detach(), method=self._method())))
+        self.set.project_(self.net.A, method=self._method())
 
     def _method(self) -> str | None:
         if isinstance(self.set, MuInfPolytope) or isinstance(self.set, NormInfBall):
@@ -308,7 +307,7 @@ class Trainer:
         nb = math.ceil(N / bs)
         sums = dict(loss=0.0, correct=0, count=0, fwd=0.0, bwd=0.0, fwd_max=0, bwd_max=0, fwd_nc=0, bwd_nc=0)
         extra: dict[str, float] = {}
-        t_proj = 0.0
+        t_proj = t_check = 0.0
         t0 = time.perf_counter()
         bar = tqdm(range(nb), desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
@@ -330,9 +329,11 @@ class Trainer:
             self.opt.step()
             tp = time.perf_counter()
             self._project()
+            tc = time.perf_counter()
             self.step_count += 1
             self._check_invariant()
-            t_proj += time.perf_counter() - tp
+            t_check += time.perf_counter() - tc
+            t_proj += tc - tp
             for cb in self.callbacks:
                 cb(self, {"step": self.step_count, "epoch": self.epoch, "loss": float(loss.detach()),
                           "forward": fst, "backward": bst})
@@ -362,6 +363,7 @@ class Trainer:
             "fwd_iters_mean": sums["fwd"] / n, "fwd_iters_max": sums["fwd_max"], "fwd_not_converged": sums["fwd_nc"],
             "bwd_iters_mean": sums["bwd"] / n, "bwd_iters_max": sums["bwd_max"], "bwd_not_converged": sums["bwd_nc"],
             "epoch_time": t_epoch, "projection_time": t_proj, "projection_share": t_proj / t_epoch,
+            "check_time": t_check, "check_share": t_check / t_epoch,
         }
         if not self.regression:
             rec["train_accuracy"] = sums["correct"] / n
@@ -426,6 +428,7 @@ class Trainer:
             fwd_iters_mean=sum(r["fwd_iters_mean"] for r in h) / len(h),
             bwd_iters_mean=sum(r["bwd_iters_mean"] for r in h) / len(h),
             projection_share=sum(r["projection_time"] for r in h) / sum(r["epoch_time"] for r in h),
+            check_share=sum(r.get("check_time", 0.0) for r in h) / sum(r["epoch_time"] for r in h),
             not_converged=sum(r["fwd_not_converged"] + r["bwd_not_converged"] for r in h),
         )
         if self.data.target_lipschitz is not None:

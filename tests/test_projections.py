@@ -143,7 +143,7 @@ def test_mu_inf_matches_brentq_oracle(prob):
     A, gamma, eta = prob
     O = oracle_mu_inf(A, gamma, eta)
     scale = np.maximum(np.abs(A).max(1), abs(gamma))[:, None]
-    for method in ("sort", "pivot"):
+    for method in ("exact", "sort", "pivot"):
         X = project_mu_inf(A, gamma, eta, method=method)
         assert np.all(np.abs(X - O) <= 1e-11 * scale + 1e-300)
 
@@ -189,6 +189,52 @@ def test_pivot_fallback_and_warm_start_are_exact():
         X_piv, _ = _project_rows(V, Wm, idx, 0.3, "pivot", info=info)
         assert info["projected"] > 300 and info["passes"] >= 3
         torch.testing.assert_close(X_piv, X_sort, rtol=0, atol=1e-12 * float(V.abs().max()))
+
+
+def test_compiled_kernel_is_the_cpu_exact_path_and_matches_the_torch_closed_forms(monkeypatch):
+    """method="exact" on CPU runs the numba kernel: Newton passes, its sorting safety net, warm starts,
+    weights, the ℓ1 ball (no linear coordinate) and float32 all agree with the torch closed forms."""
+    from linf_opt import projections
+    assert projections._cpu_kernel() is not None
+    calls = []
+    real = projections._project_rows_compiled
+    monkeypatch.setattr(projections, "_project_rows_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(11)
+    V = torch.tensor(rng.standard_normal((60, 90)) * np.exp(rng.uniform(-6, 6, (60, 90))))
+    W = torch.tensor(rng.uniform(0.2, 5, (60, 90)))
+    idx = torch.randint(0, 90, (60, 1))
+    for Wm in (None, W):
+        for ids in (idx, None):
+            X_sort, lam_sort = _project_rows(V, Wm, ids, 0.3, "sort")
+            info = {}
+            X, lam = _project_rows(V, Wm, ids, 0.3, "exact", info=info)
+            assert info["projected"] == int((lam_sort > 0).sum()) and info["passes"] >= 2
+            X_one, _ = _project_rows(V, Wm, ids, 0.3, "exact", max_iter=1)  # the sorting safety net
+            atol = 1e-12 * float(V.abs().max())
+            for Y in (X, X_one):
+                torch.testing.assert_close(Y, X_sort, rtol=0, atol=atol)
+            torch.testing.assert_close(lam.to(lam_sort), lam_sort, rtol=1e-12, atol=0)
+            for lam0 in (lam, 2 * lam + 1, torch.zeros_like(lam)):  # any warm start gives the root
+                X_warm, _ = _project_rows(V, Wm, ids, 0.3, "exact", lam0=lam0)
+                torch.testing.assert_close(X_warm, X_sort, rtol=0, atol=atol)
+            # float32 rows: the same projection to float32 round-off, and exactly feasible in float64
+            X32, _ = _project_rows(V.float(), None if Wm is None else Wm.float(), ids, 0.3, "exact")
+            assert X32.dtype == torch.float32
+            torch.testing.assert_close(X32.double(), X_sort, rtol=0, atol=1e-5 * float(V.abs().max()))
+    assert len(calls) >= 24
+    # the ℓ1 ball at γ = 0 zeroes every row
+    Z, _ = _project_rows(V, None, None, 0.0, "exact")
+    assert not Z.any()
+
+
+def test_exact_falls_back_to_the_torch_closed_forms_without_the_kernel(monkeypatch):
+    from linf_opt import projections
+    rng = np.random.default_rng(2)
+    A = torch.tensor(rng.standard_normal((70, 70)))
+    X = project_mu_inf(A, 0.4)
+    monkeypatch.setattr(projections, "_cpu_kernel", lambda: None)
+    torch.testing.assert_close(project_mu_inf(A, 0.4), X, rtol=0, atol=1e-13)
+    torch.testing.assert_close(project_mu_inf(A, 0.4), project_mu_inf(A, 0.4, method="pivot"), rtol=0, atol=0)
 
 
 def test_projector_object_reuses_state_and_matches_function():
@@ -512,6 +558,7 @@ def test_warm_start_keeps_feasible_rows_and_matches_cold_start():
         lam0 = torch.rand(n, generator=g, dtype=torch.float64) * 10.0 ** (-trial % 6)
         feasible = torch.from_numpy(row_values(A.numpy(), None)[0] <= 0.3)
         assert 0 < int(feasible.sum()) < n
-        X, _ = _project_mu_inf(A, 0.3, None, "pivot", lam0=lam0)
-        assert torch.equal(X[feasible], A[feasible])
-        torch.testing.assert_close(X, project_mu_inf(A, 0.3, method="sort"), atol=1e-14, rtol=0)
+        for method in ("pivot", "exact"):
+            X, _ = _project_mu_inf(A, 0.3, None, method, lam0=lam0)
+            assert torch.equal(X[feasible], A[feasible])
+            torch.testing.assert_close(X, project_mu_inf(A, 0.3, method="sort"), atol=1e-14, rtol=0)

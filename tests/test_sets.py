@@ -143,3 +143,68 @@ def test_constructor_and_argument_errors():
         NormInfBall(1.0).project(np.ones((2, 3)))
     with pytest.raises(ShapeError):  # η of the wrong length for A
         MuInfPolytope(0.9, eta=[1.0, 2.0]).project(np.eye(3))
+
+
+def test_compiled_membership_matches_the_generic_route(monkeypatch):
+    """MuInfPolytope.contains on one CPU matrix takes a compiled pass (μ, ‖A‖∞, ‖A‖₁ in float64);
+    it must decide exactly as the tensor route does away from round-off, and raise on NaN."""
+    from linf_opt import projections
+    from linf_opt._row_kernel import mu_inf_stats
+    rng = np.random.default_rng(7)
+    cases = []
+    for n in (1, 3, 17, 64):
+        eta = rng.uniform(0.3, 3.0, n)
+        for S in (MuInfPolytope(0.7), MuInfPolytope(-0.2, eta=eta)):
+            X = S.project(rng.standard_normal((n, n)) * 2)
+            for A in (X, X + 1e-3 * np.eye(n), X - 1e-3 * np.eye(n), rng.standard_normal((n, n))):
+                for dtype in (torch.float64, torch.float32):
+                    cases.append((S, torch.tensor(A, dtype=dtype)))
+    fast = [S.contains(A, tol=1e-6) for S, A in cases]
+    calls = []
+    monkeypatch.setattr(MuInfPolytope, "_value_and_scale_fast", lambda self, t: calls.append(1))
+    generic = [S.contains(A, tol=1e-6) for S, A in cases]
+    assert fast == generic and len(calls) == len(cases) and any(fast) and not all(fast)
+    # the compiled statistics are the measures' values
+    A = rng.standard_normal((30, 30))
+    eta = rng.uniform(0.5, 2.0, 30)
+    mu, rows, cols = mu_inf_stats(A, eta)
+    assert mu == pytest.approx(mu_inf(A, eta), rel=1e-14)
+    assert rows == pytest.approx(norm_inf(A), rel=1e-14) and cols == pytest.approx(norm_inf(A.T), rel=1e-14)
+    A[4, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MuInfPolytope(0.5).contains(torch.tensor(A), tol=1e-6)
+    assert projections._cpu_kernel() is not None
+
+
+@pytest.mark.parametrize("S", [MuInfPolytope(0.6), MuInfPolytope(0.6, eta=[1.0, 0.5, 2.0, 1.5, 1.0], warm_start=True),
+                               NormInfBall(1.0), MonotoneSet(0.3)], ids=repr)
+def test_project_in_place_equals_project(S):
+    """project_(A) writes project(A) into A (a parameter after an optimizer step), bit for bit, also
+    when called repeatedly on the same parameter (cached views), after its storage is replaced, and on
+    non-contiguous views; NaN leaves A untouched."""
+    rng = np.random.default_rng(3)
+    P = torch.nn.Parameter(torch.tensor(rng.standard_normal((5, 5)) * 2))
+    for step in range(4):
+        with torch.no_grad():
+            P.add_(torch.tensor(rng.standard_normal((5, 5)) * 0.3))
+        expected = torch.as_tensor(S.project(P.detach().clone()))
+        assert S.project_(P) is P
+        assert torch.equal(P.detach(), expected) and P.requires_grad
+        if step == 1:
+            P.data = torch.tensor(rng.standard_normal((5, 5)) * 2)   # new storage: the cache must notice
+    T = torch.tensor(rng.standard_normal((5, 5)) * 2, dtype=torch.float32)
+    view = T.t()                                                    # same data pointer, other strides
+    expected = torch.as_tensor(S.project(view.clone()))
+    S.project_(view)
+    assert torch.equal(view, expected)
+    B = torch.tensor(rng.standard_normal((2, 5, 5)) * 2)           # a batch
+    expected = torch.as_tensor(S.project(B.clone()))
+    assert torch.equal(S.project_(B), expected)
+    bad = torch.tensor(rng.standard_normal((5, 5)) * 2)
+    bad[2, 3] = float("nan")
+    before = bad.clone()
+    with pytest.raises(ValueError, match="NaN"):
+        S.project_(bad)
+    assert torch.equal(bad[~bad.isnan()], before[~before.isnan()])
+    with pytest.raises(TypeError, match="in place"):
+        S.project_(np.zeros((5, 5)))
