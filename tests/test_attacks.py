@@ -155,3 +155,21 @@ def test_input_space_maps():
     assert MNIST.eps_to_model(0.1) == pytest.approx(0.1 / 0.3081)
     with pytest.raises(ValueError, match="scale"):
         InputSpace(scale=0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_attacks_stay_in_the_ball_and_match_cpu():
+    net = small_net(1)
+    p = pixels(64, seed=2)
+    gnet = small_net(1).to("cuda")
+    for space in (PIXELS, MNIST):
+        labels = net(space.to_model(p)).argmax(1)
+        adv = fgsm(gnet, p.cuda(), labels.cuda(), 0.1, space=space)
+        assert adv.is_cuda
+        assert_in_ball(adv.cpu(), p, 0.1, space)
+        torch.testing.assert_close(adv.cpu(), fgsm(net, p, labels, 0.1, space=space), rtol=1e-9, atol=1e-9)
+        adv = pgd(gnet, p.cuda(), labels.cuda(), 0.1, steps=10, restarts=2, seed=0, space=space)
+        assert adv.is_cuda
+        assert_in_ball(adv.cpu(), p, 0.1, space)
+        acc = attack_accuracy(gnet, p.cuda(), labels.cuda(), 0.1, space=space, attack="pgd", steps=5)
+        assert 0.0 <= acc <= 1.0

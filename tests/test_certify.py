@@ -327,3 +327,23 @@ def test_margin_bounds_are_differentiable():
     args[0] += 1e-3 * (args[0] == 0)          # away from the kinks of A ↦ (A_up, A_dn)
     args = tuple(a.requires_grad_(True) for a in args)
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["relu", "weighted", "tanh_feedthrough"])
+def test_cuda_certificates_match_cpu(name):
+    net = make_net(**NETS[name])
+    u = inputs_for(net, 5, batch=64)
+    labels = net(u).argmax(1)
+    gnet = make_net(**NETS[name]).to("cuda")
+    for method in METHODS:
+        c = certify(net, u, labels, 0.05, method, space=SPACE)
+        g = certify(gnet, u.cuda(), labels.cuda(), 0.05, method, space=SPACE)
+        assert g.margins.is_cuda
+        torch.testing.assert_close(g.margins.cpu(), c.margins, rtol=1e-6, atol=1e-8)
+        assert torch.equal(g.certified.cpu(), c.certified), method
+    box = reachable_box(net, u - 0.05, u + 0.05)
+    gbox = reachable_box(gnet, (u - 0.05).cuda(), (u + 0.05).cuda())
+    assert gbox.lower.is_cuda and bool(gbox.valid.all())
+    for a, b in ((gbox.lower, box.lower), (gbox.upper, box.upper), (gbox.hidden_lower, box.hidden_lower)):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-6, atol=1e-8)
