@@ -17,7 +17,7 @@ every ratio compares numbers measured in the same run, single-threaded unless ``
    parameter (``project_``) that the trainer uses. Note that a tight loop flatters every entry
    (warm caches): in training the same calls cost 2–4× more, and the trainer measures its own share.
 
-    python bench/projection.py [--quick] [--sizes 50 100 …] [--dtype float32] [--threads 1]
+    python bench/projection.py [--quick] [--sizes 50 100 …] [--dtype float32] [--threads 1] [--device cuda]
 """
 from __future__ import annotations
 
@@ -183,6 +183,36 @@ def training_table(sizes, dtype, steps, lr):
         print("| " + " | ".join(row) + " |", flush=True)
 
 
+def cuda_table(sizes, dtype, repeats):
+    """On the accelerator: the tensor forms on the device against a round trip to the CPU kernel."""
+    from linf_opt.projections import HOST_KERNEL_MAX_ENTRIES
+
+    dev = torch.device("cuda")
+    print(f"\n### On {torch.cuda.get_device_name(dev)}: tensor forms on the device against a round trip to "
+          f"the CPU kernel (`exact` takes the round trip up to {HOST_KERNEL_MAX_ENTRIES:,} entries)\n")
+    print("| n | round trip to the kernel (ms) | sort on device (ms) | pivot on device (ms) | `exact` (ms) "
+          "| best device form / round trip |")
+    print("|---:|---:|---:|---:|---:|---:|")
+
+    def synced(f):
+        def g():
+            f()
+            torch.cuda.synchronize()
+        return g
+
+    for n in sizes:
+        A = random_matrix(n, dtype).to(dev)
+        fns = {"host": synced(lambda: project_mu_inf(A.cpu(), GAMMA).to(dev)),
+               "sort": synced(lambda: project_mu_inf(A, GAMMA, method="sort")),
+               "pivot": synced(lambda: project_mu_inf(A, GAMMA, method="pivot")),
+               "exact": synced(lambda: project_mu_inf(A, GAMMA))}
+        t = best_times(fns, rounds(n, repeats))
+        ref = project_mu_inf(A.cpu().double(), GAMMA)
+        assert float((project_mu_inf(A, GAMMA).cpu().double() - ref).abs().max()) < 1e-4
+        print(f"| {n} | {t['host'] * 1e3:.3g} | {t['sort'] * 1e3:.3g} | {t['pivot'] * 1e3:.3g} "
+              f"| {t['exact'] * 1e3:.3g} | {min(t['sort'], t['pivot']) / t['host']:.2f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (about 30 s)")
@@ -195,6 +225,8 @@ def main(argv=None):
     ap.add_argument("--cvxpy-sample", type=int, default=20, help="rows timed for larger n (extrapolated)")
     ap.add_argument("--cvxpy-max", type=int, default=2000, help="largest n for which CVXPY is timed")
     ap.add_argument("--steps", type=int, default=50, help="steps of the training-like sequence")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: only the accelerator table (device forms against the CPU kernel)")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes = [s for s in args.sizes if s <= 200] or [50, 100, 200]
@@ -205,6 +237,9 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
           f"{args.dtype}, γ = {GAMMA}, A = randn(n, n)/√n, best of {args.repeats} rounds "
           f"({5 * args.repeats} for n ≤ 200)\n")
+    if args.device == "cuda":
+        cuda_table(args.sizes, dtype, args.repeats)
+        return
     main_table(args.sizes, dtype, args.repeats, args.cvxpy_full_max, args.cvxpy_sample, args.cvxpy_max)
     methods_table(args.sizes, dtype, args.repeats)
     training_table([n for n in (100, 1000) if n <= max(args.sizes)], dtype, args.steps, 1e-3)

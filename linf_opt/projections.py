@@ -30,9 +30,10 @@ Methods for finding λ, all exact (they select the active set, then apply the fo
   cumulative sums: O(n² log n) per matrix, one pass whatever the data.
 - ``"exact"`` (default): on CPU, the compiled kernel of :mod:`linf_opt._row_kernel` (numba): the
   same Newton pivoting one row at a time in scalar loops, with row sums in float64, 10–20× faster
-  than the tensor forms at training sizes, where operator dispatch dominates them. Elsewhere (CUDA),
-  the faster tensor form for the row length: ``"sort"`` for rows of at most ``EXACT_SORT_MAX_ROW`` =
-  64 entries, ``"pivot"`` above (measured in ``bench/projection.py``).
+  than the tensor forms at training sizes, where operator dispatch dominates them. On an accelerator
+  (CUDA), matrices of at most ``HOST_KERNEL_MAX_ENTRIES`` entries make a round trip to the same kernel,
+  larger ones take the faster tensor form for the row length: ``"sort"`` for rows of at most
+  ``EXACT_SORT_MAX_ROW`` = 64 entries, ``"pivot"`` above (measured in ``bench/projection.py``).
 - ``"cvxpy"``: the reference backend. The row problem as the convex program
   minimize ‖x − v‖² s.t. xᵢ + Σ_{j≠i} wⱼ tⱼ ≤ γ, −t ≤ x_{−i} ≤ t, compiled once per row length with
   CVXPY parameters (DPP) and solved by Clarabel row after row (each row permuted so that its diagonal
@@ -67,7 +68,7 @@ from .errors import NonFiniteError, ProjectionError, ShapeError
 __all__ = [
     "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
     "MU_INF_METHODS", "NORM_INF_METHODS", "MU_2_METHODS", "DEFAULT_CVXPY_TOL", "DEFAULT_SDP_TOL",
-    "EXACT_SORT_MAX_ROW",
+    "EXACT_SORT_MAX_ROW", "HOST_KERNEL_MAX_ENTRIES",
 ]
 
 MU_INF_METHODS = ("exact", "pivot", "sort", "cvxpy")
@@ -80,6 +81,10 @@ DEFAULT_SDP_TOL = 1e-10
 #: ``"exact"`` sorts rows of at most this length and pivots longer ones: sorting 64 numbers is cheap,
 #: while each Newton pass costs a dozen small tensor operations (see ``bench/projection.py``).
 EXACT_SORT_MAX_ROW = 64
+#: ``"exact"`` on an accelerator copies matrices of at most this many entries to the CPU kernel and back:
+#: at training sizes a tensor form's many small launches and synchronisations cost more than the two
+#: copies (measured on an H100 in ``bench/projection.py --device cuda``).
+HOST_KERNEL_MAX_ENTRIES = 1 << 17  # n ≤ 362; H100: the round trip wins at n = 300 (1.5–1.7×), the device sort at 500
 _PIVOT_MAX_ITER = 40
 _COMPACT_MIN = 1 << 16  # below this many entries, gathering the unfinished rows costs more than it saves
 
@@ -382,8 +387,14 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
     Raises :class:`NonFiniteError` (naming ``name``) for NaN/Inf entries or overflowing row sums.
     """
     N, m = V.shape
-    if method == "exact" and V.device.type == "cpu" and _cpu_kernel() is not None:
-        return _project_rows_compiled(V, W, idx, gamma, lam0=lam0, max_iter=max_iter, info=info, name=name)
+    if method == "exact" and _cpu_kernel() is not None:
+        if V.device.type == "cpu":
+            return _project_rows_compiled(V, W, idx, gamma, lam0=lam0, max_iter=max_iter, info=info, name=name)
+        if V.numel() <= HOST_KERNEL_MAX_ENTRIES:  # small accelerator matrices: a round trip to the kernel
+            X, lam = _project_rows_compiled(V.cpu(), None if W is None else W.cpu(), None if idx is None else idx.cpu(),
+                                            gamma, lam0=None if lam0 is None else lam0.cpu(), max_iter=max_iter,
+                                            info=info, name=name)
+            return X.to(V.device), lam
     method = _resolve(method, m)
     g = _level(gamma, V)
     linear = idx is not None
@@ -434,7 +445,7 @@ def _project_rows(V, W, idx, gamma: float, method: str, *, lam0=None, max_iter=_
             if lam0 is not None:
                 # Warm start: the previous multiplier where it is larger (any start converges; this one
                 # was never worse than the lower bound alone in the training-like runs of the benchmark).
-                lam0 = lam0.to(V.dtype)
+                lam0 = lam0.to(V.device, V.dtype)
                 lam_init = torch.maximum(lam_init, lam0 if rows is None else lam0.index_select(0, rows))
             tol_g = (c.abs() + ss).add_(abs(gamma)).mul_(4 * torch.finfo(V.dtype).eps)
             work = torch.empty_like(Vs)

@@ -31,8 +31,8 @@ import torch
 from ._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
 from .errors import ConfigError, ShapeError
 from .measures import _row_measures, _scaled, mu_2, mu_inf, norm_inf
-from .projections import (MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector, _cpu_kernel,
-                          project_mu_2, project_mu_inf, project_norm_inf)
+from .projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
+                          _cpu_kernel, project_mu_2, project_mu_inf, project_norm_inf)
 
 _NO_WEIGHTS = np.empty(0)
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -226,9 +226,13 @@ class MuInfPolytope(FeasibleSet):
         return _row_measures(_scaled(t, w)).amax(-1)
 
     def _value_and_scale_fast(self, t: torch.Tensor) -> tuple[float, float] | None:
-        # a single CPU matrix (the training-step check): one compiled pass instead of ~20 tensor ops
-        if t.ndim != 2 or not t.is_cpu or t.dtype not in _KERNEL_DTYPES or (kernel := _cpu_kernel()) is None:
+        # a single matrix (the training-step check): one compiled pass instead of ~20 tensor ops; on an
+        # accelerator, for matrices small enough that the copy to the CPU costs less than the launches
+        if (t.ndim != 2 or t.dtype not in _KERNEL_DTYPES or (kernel := _cpu_kernel()) is None
+                or not (t.is_cpu or t.numel() <= HOST_KERNEL_MAX_ENTRIES)):
             return None
+        if not t.is_cpu:
+            t = t.cpu()
         eta = _NO_WEIGHTS if self.eta is None else self.eta
         if eta.shape[0] not in (0, t.shape[-1]):
             return None  # the generic route raises the weights' shape error

@@ -213,8 +213,9 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and state["scheduler"] is not None:
             self.sched.load_state_dict(state["scheduler"])
-        self.shuffle.set_state(state["shuffle_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        # RNG states are CPU byte tensors; map_location moved them to the model's device with the rest
+        self.shuffle.set_state(state["shuffle_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.history = list(state["history"])
         self.set = build_feasible_set(self.problem, self.net.eta)
 
