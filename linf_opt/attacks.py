@@ -14,7 +14,8 @@ range, negative or non-finite ε, and bad labels raise errors that name the argu
 - :func:`fgsm`: p′ = Π(p + ε · sign ∇ₚ CE(model(p), t)).
 - :func:`pgd`: ``restarts`` runs of ``steps`` signed-gradient ascent steps of size ``step_size`` from
   a uniform random start in the ball; per sample, a misclassifying run wins, then the highest loss.
-  Reproducible: the random starts come from a private generator seeded with ``seed``.
+  Reproducible: the random starts come from private generators seeded with ``seed`` (per chunk of
+  samples, so that results do not depend on ``batch_size``).
 - :func:`attack_accuracy`: accuracy on the adversarial examples of either attack, in batches.
 
     >>> from linf_opt.input_space import MNIST
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -106,6 +108,25 @@ def fgsm(model: Callable, inputs, labels, eps: float, *, space: InputSpace = PIX
     return like_input(out, was_numpy)
 
 
+_NOISE_CHUNK = 256  # samples per generator of the random starts
+
+
+def _start_noise(seed: int, run: int, sl: slice, sample_shape, dtype) -> torch.Tensor:
+    """Uniform [0, 1) noise for the samples ``sl`` in restart ``run``, independent of the batching.
+
+    Samples are grouped in fixed chunks of ``_NOISE_CHUNK``, each drawn whole from its own generator
+    seeded by (seed, run, chunk), so a sample gets the same start whatever batch it is attacked in.
+    """
+    parts = []
+    for c in range(sl.start // _NOISE_CHUNK, (sl.stop - 1) // _NOISE_CHUNK + 1):
+        state = np.random.SeedSequence([seed & 0xFFFFFFFF, run, c]).generate_state(2, np.uint64)[0]
+        g = torch.Generator(device="cpu").manual_seed(int(state) & ((1 << 63) - 1))
+        chunk = torch.rand((_NOISE_CHUNK, *sample_shape), generator=g, dtype=dtype)
+        lo, hi = max(sl.start - c * _NOISE_CHUNK, 0), min(sl.stop - c * _NOISE_CHUNK, _NOISE_CHUNK)
+        parts.append(chunk[lo:hi])
+    return torch.cat(parts)
+
+
 def pgd(model: Callable, inputs, labels, eps: float, *, steps: int = 40, step_size: float | None = None,
         restarts: int = 1, random_start: bool = True, space: InputSpace = PIXELS, seed: int = 0,
         batch_size: int | None = None):
@@ -118,7 +139,8 @@ def pgd(model: Callable, inputs, labels, eps: float, *, steps: int = 40, step_si
     Args:
         steps: ascent steps per run (≥ 0); step_size: default 2.5 ε / steps (Madry et al.).
         restarts: independent runs (≥ 1); random_start: draw the starting point in the ball.
-        seed: seed of the private generator for the random starts (the global RNG is untouched).
+        seed: seed of the private generators of the random starts (the global RNG is untouched); a
+            sample's starts depend on the seed and its index only, not on ``batch_size``.
         model, inputs, labels, eps, space, batch_size: as in :func:`fgsm`.
 
     Returns the adversarial examples at the attack scale, same shape and type as ``inputs``.
@@ -132,7 +154,7 @@ def pgd(model: Callable, inputs, labels, eps: float, *, steps: int = 40, step_si
     if step_size is None:
         step_size = 2.5 * eps / max(steps, 1)
     step_size = check_eps(step_size, "step_size")
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    seed = int(seed)
     out = P.clone()
     with _frozen(model):
         for sl in batch_slices(P.shape[0], batch_size):
@@ -141,10 +163,10 @@ def pgd(model: Callable, inputs, labels, eps: float, *, steps: int = 40, step_si
             best = p.clone()
             best_loss = torch.full((p.shape[0],), -torch.inf, dtype=p.dtype, device=p.device)
             best_wrong = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
-            for _ in range(restarts):
+            for run in range(restarts):
                 x = p
                 if random_start and eps > 0:
-                    noise = torch.rand(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+                    noise = _start_noise(seed, run, sl, p.shape[1:], p.dtype).to(p.device)
                     x = _project(p + (2 * noise - 1) * eps, lo, hi)
                 for _ in range(steps):
                     _, g = _loss_and_grad(model, space, x, t)
@@ -178,9 +200,10 @@ def attack_accuracy(model: Callable, inputs, labels, eps: float, attack: str = "
     P, T, eps, _ = prepare_batch(inputs, labels, eps, space, _dtype_of(model))
     if P.shape[0] == 0:
         raise ShapeError("inputs: expected at least one sample to measure an accuracy")
+    # one attack over all samples (batched inside): a sample's random starts do not depend on batch_size
+    adv = ATTACKS[attack](model, P, T, eps, space=space, batch_size=batch_size, **options) if eps > 0 else P
     correct = 0
     for sl in batch_slices(P.shape[0], batch_size):
-        p = ATTACKS[attack](model, P[sl], T[sl], eps, space=space, **options) if eps > 0 else P[sl]
         with torch.no_grad(), _frozen(model):
-            correct += int((_logits(model, space.to_model(p), T[sl]).argmax(-1) == T[sl]).sum())
+            correct += int((_logits(model, space.to_model(adv[sl]), T[sl]).argmax(-1) == T[sl]).sum())
     return correct / P.shape[0]

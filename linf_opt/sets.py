@@ -305,6 +305,8 @@ class MonotoneSet(FeasibleSet):
         return mu_2(A)
 
     def _project(self, A, method: str):
+        if method == "cvxpy":  # the SDP, refused (SDPTooLargeError) when estimated above a minute
+            return _sdp.project_monotone_sdp(A, self.bound)
         return project_mu_2(A, self.bound, method)
 
 

@@ -309,6 +309,7 @@ class Trainer:
         sums = dict(loss=0.0, correct=0, count=0, fwd=0.0, bwd=0.0, fwd_max=0, bwd_max=0, fwd_nc=0, bwd_nc=0)
         extra: dict[str, float] = {}
         t_proj = t_check = 0.0
+        sync = dev.type == "cuda"
         t0 = time.perf_counter()
         bar = tqdm(range(nb), desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
@@ -328,6 +329,8 @@ class Trainer:
             loss.backward()
             bst = self.net.last_backward_stats
             self.opt.step()
+            if sync:  # let the queued step finish first, so that its time is not booked to the projection
+                torch.cuda.synchronize(dev)
             tp = time.perf_counter()
             self._project()
             tc = time.perf_counter()

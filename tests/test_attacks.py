@@ -90,6 +90,14 @@ def test_pgd_is_reproducible_and_restarts_only_help():
     la = torch.nn.functional.cross_entropy(ya, labels, reduction="none")
     lb = torch.nn.functional.cross_entropy(yb, labels, reduction="none")
     assert bool((lb[~wb] >= la[~wb] - 1e-12).all())
+    # the random starts depend on the sample, not on the batching (chunks of 256 samples: cross them)
+    big = pixels(600, seed=4)
+    big_labels = net(big).argmax(1)
+    whole = pgd(net, big, big_labels, 0.1, steps=2, restarts=2, seed=5)
+    for bs in (7, 256, 300):
+        assert torch.equal(pgd(net, big, big_labels, 0.1, steps=2, restarts=2, seed=5, batch_size=bs), whole)
+    accs = {attack_accuracy(net, big, big_labels, 0.1, "pgd", steps=2, seed=5, batch_size=bs) for bs in (50, 1000)}
+    assert len(accs) == 1
     # the global RNG is untouched
     state = torch.get_rng_state()
     pgd(net, p, labels, 0.1, steps=1, seed=9)
