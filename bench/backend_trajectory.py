@@ -7,8 +7,8 @@ and reports, along the trajectory, the largest difference between the two A matr
 losses, and the time per projection of each backend. Float64 so that the comparison measures the
 projections, not float32 round-off.
 
-A control run pairs the two exact closed forms ("exact" = Newton pivoting vs "sort"), which differ
-only by round-off (~1e-16): it shows how much the training itself amplifies round-off, so that a
+A control run pairs two exact closed forms ("exact" = the compiled kernel on CPU vs the tensor
+"sort" form), which differ only by round-off (~1e-16): it shows how much the training itself amplifies round-off, so that a
 difference between exact and CVXPY well above it would mean the projections disagree.
 
     python bench/backend_trajectory.py [--steps 300] [--optimizer sgd|adam] [--data-dir ../shared/data/mnist]

@@ -322,6 +322,21 @@ def _cpu_kernel():
     return _row_kernel
 
 
+def prepare_kernels(dtype: torch.dtype = torch.float32) -> bool:
+    """Compile the CPU kernels for ``dtype`` now (or load them from numba's on-disk cache).
+
+    The first call of a kernel for a dtype compiles it (seconds; once per installation, then cached);
+    the trainer calls this before its timed steps. Returns whether the kernels are available.
+    """
+    kernel = _cpu_kernel()
+    if kernel is None or dtype not in (torch.float32, torch.float64):
+        return kernel is not None
+    V = np.zeros((2, 2), dtype=np.float32 if dtype == torch.float32 else np.float64)
+    kernel.project_rows(V, _NO_WEIGHTS[dtype], np.arange(2), 1.0, _NO_LAMBDA, 1, V.copy(), np.empty(2))
+    kernel.mu_inf_stats(V, np.empty(0))
+    return True
+
+
 def _non_finite(V, name: str):
     """The error for rows whose value is not finite: NaN/Inf entries, or an overflowing row sum."""
     check_finite(V, name)  # NaN or ±Inf entries: the usual NonFiniteError
@@ -862,6 +877,7 @@ class MuInfProjector:
         self._lam = None
         self._lam_key = None
         self._inplace = None  # project_'s cached views: (tensor, data_ptr, shape, stride, dtype, kernel args)
+        self._host = None     # project_'s host buffer for small accelerator matrices
         self.info: dict = {}
 
     def _eta(self, t: torch.Tensor):
@@ -874,7 +890,7 @@ class MuInfProjector:
 
     def reset(self) -> None:
         """Forget the warm-start multipliers and the cached views of ``project_``."""
-        self._lam = self._lam_key = self._inplace = None
+        self._lam = self._lam_key = self._inplace = self._host = None
 
     def __call__(self, A):
         t, was_numpy = _as_square(A, "A")
@@ -914,6 +930,17 @@ class MuInfProjector:
                             f"(call the projector itself for numpy arrays)")
         t, _ = _as_square(A, "A")
         t = t.detach()
+        if (t.device.type != "cpu" and self.method == "exact" and t.ndim == 2 and 0 < t.numel() <= HOST_KERNEL_MAX_ENTRIES
+                and _cpu_kernel() is not None):
+            # a small matrix on an accelerator: through a (pinned) host buffer that the cached in-place
+            # path knows, i.e. one copy each way around one compiled call
+            buf = self._host
+            if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+                buf = self._host = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.device.type == "cuda")
+            buf.copy_(t)  # waits for the queued work that produced A
+            self.project_(buf)
+            t.copy_(buf, non_blocking=True)
+            return A
         self._inplace = None
         if (self.method != "exact" or t.ndim != 2 or t.device.type != "cpu" or not t.is_contiguous()
                 or t.numel() == 0 or _cpu_kernel() is None):

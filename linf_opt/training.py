@@ -43,6 +43,7 @@ from .lipschitz import lipschitz_bound, lipschitz_surrogate
 from .measures import mu_inf, optimal_weights
 from .network import ImplicitNetwork
 from .parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
+from .projections import prepare_kernels
 from .sets import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "build_network", "build_feasible_set",
@@ -186,6 +187,7 @@ class Trainer:
         torch.manual_seed(problem.seed)
         self.net = build_network(problem, self.data.input_dim, self.data.output_dim)
         self.set = build_feasible_set(problem, self.net.eta)
+        prepare_kernels(self.net.A.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0

@@ -562,3 +562,25 @@ def test_warm_start_keeps_feasible_rows_and_matches_cold_start():
             X, _ = _project_mu_inf(A, 0.3, None, method, lam0=lam0)
             assert torch.equal(X[feasible], A[feasible])
             torch.testing.assert_close(X, project_mu_inf(A, 0.3, method="sort"), atol=1e-14, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_in_place_projection_matches_cpu():
+    """project_ on a small CUDA parameter goes through a pinned host buffer and the CPU kernel; larger
+    ones through the device forms; both equal the CPU projection."""
+    g = torch.Generator().manual_seed(3)
+    for n, warm in ((100, True), (100, False), (500, False)):
+        proj = MuInfProjector(0.9, warm_start=warm)
+        P = torch.nn.Parameter(torch.randn(n, n, generator=g, dtype=torch.float64).cuda() / n ** 0.5)
+        for _ in range(3):
+            with torch.no_grad():
+                P.add_(0.01 * torch.randn(n, n, generator=g, dtype=torch.float64).cuda())
+            expected = project_mu_inf(P.detach().cpu(), 0.9)
+            assert proj.project_(P) is P and P.is_cuda
+            torch.testing.assert_close(P.detach().cpu(), expected, rtol=0, atol=1e-13)
+
+
+def test_prepare_kernels_compiles_both_dtypes():
+    from linf_opt.projections import prepare_kernels
+    assert prepare_kernels(torch.float32) and prepare_kernels(torch.float64)
+    assert prepare_kernels(torch.float16)  # nothing to compile for other dtypes; the kernels exist
