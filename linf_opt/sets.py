@@ -98,8 +98,8 @@ class FeasibleSet(abc.ABC):
         if fast is not None:  # one matrix, through a compiled pass: plain floats
             value, scale = fast
             if not math.isfinite(scale):
-                check_finite(t, "A")
-            return bool(value <= self.bound + tol * max(scale, 1.0, abs(self.bound)))
+                check_finite(t, "A")  # NaN/Inf entries raise; an overflowing row is simply not inside
+            return value < math.inf and value <= self.bound + tol * max(scale, 1.0, abs(self.bound))
         check_finite(t, "A")
         a = t.abs()
         scale = torch.maximum(a.sum(-1).amax(-1), a.sum(-2).amax(-1))
@@ -236,7 +236,7 @@ class MuInfPolytope(FeasibleSet):
         eta = _NO_WEIGHTS if self.eta is None else self.eta
         if eta.shape[0] not in (0, t.shape[-1]):
             return None  # the generic route raises the weights' shape error
-        mu, rows, cols = kernel.mu_inf_stats(t.numpy(), eta)
+        mu, rows, cols = kernel.mu_inf_stats(t.contiguous().numpy(), eta)
         return mu, max(rows, cols)
 
     def _project(self, A, method: str):

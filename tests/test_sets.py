@@ -173,6 +173,10 @@ def test_compiled_membership_matches_the_generic_route(monkeypatch):
     A[4, 7] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         MuInfPolytope(0.5).contains(torch.tensor(A), tol=1e-6)
+    huge = torch.zeros(3, 3, dtype=torch.float64)
+    huge[0, 1:] = 1e308                                   # finite entries whose row sum overflows
+    assert MuInfPolytope(0.5).contains(huge, tol=1e-6) is False
+    assert MuInfPolytope(0.5).contains(torch.zeros(4, 4).t(), tol=1e-6) is True   # a non-contiguous view
     assert projections._cpu_kernel() is not None
 
 
