@@ -104,7 +104,8 @@ class FeasibleSet(abc.ABC):
         a = t.abs()
         scale = torch.maximum(a.sum(-1).amax(-1), a.sum(-2).amax(-1))
         slack = tol * torch.clamp(scale, min=max(1.0, abs(self.bound)))
-        inside = self._value_t(t) <= self.bound + slack
+        value = self._value_t(t)
+        inside = (value <= self.bound + slack) & (value < math.inf)  # an overflowing row is not inside
         if inside.ndim == 0:
             return bool(inside)
         return like_input(inside, was_numpy)

@@ -160,6 +160,11 @@ def test_compiled_membership_matches_the_generic_route(monkeypatch):
                 for dtype in (torch.float64, torch.float32):
                     cases.append((S, torch.tensor(A, dtype=dtype)))
     fast = [S.contains(A, tol=1e-6) for S, A in cases]
+    huge = torch.zeros(3, 3, dtype=torch.float64)
+    huge[0, 1:] = 1e308                                   # finite entries whose row sum overflows
+    cases.append((MuInfPolytope(0.5), huge))
+    fast.append(MuInfPolytope(0.5).contains(huge, tol=1e-6))
+    assert fast[-1] is False
     calls = []
     monkeypatch.setattr(MuInfPolytope, "_value_and_scale_fast", lambda self, t: calls.append(1))
     generic = [S.contains(A, tol=1e-6) for S, A in cases]
@@ -173,9 +178,7 @@ def test_compiled_membership_matches_the_generic_route(monkeypatch):
     A[4, 7] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         MuInfPolytope(0.5).contains(torch.tensor(A), tol=1e-6)
-    huge = torch.zeros(3, 3, dtype=torch.float64)
-    huge[0, 1:] = 1e308                                   # finite entries whose row sum overflows
-    assert MuInfPolytope(0.5).contains(huge, tol=1e-6) is False
+    monkeypatch.undo()
     assert MuInfPolytope(0.5).contains(torch.zeros(4, 4).t(), tol=1e-6) is True   # a non-contiguous view
     assert projections._cpu_kernel() is not None
 
