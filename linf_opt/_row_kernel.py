@@ -153,6 +153,7 @@ def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
     # Validate first: a non-finite row value (NaN/Inf entry, overflow) stops the call before any row
     # of X is written, so an in-place projection (X is V) never leaves a half-projected matrix.
     values = np.empty(N)
+    sums = np.empty(N)  # s = Σ_{j≠i} wⱼ|vⱼ| per row, reused by the projection of infeasible rows
     for r in range(N):
         i = idx[r] if linear else -1
         if weighted:
@@ -165,12 +166,14 @@ def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
         if linear:
             a[i] = 0.0
             d = np.float64(V[r, i])
-        values[r] = d + _sum(a)
+        sums[r] = _sum(a)
+        values[r] = d + sums[r]
         if not math.isfinite(values[r]):
             return NON_FINITE, 0, 0
+    in_place = _same(X, V)
     for r in range(N):
         if values[r] <= gamma:  # feasible: unchanged, λ = 0
-            if not _same(X, V):
+            if not in_place:
                 for j in range(m):
                     X[r, j] = V[r, j]
             lam_out[r] = 0.0
@@ -190,7 +193,7 @@ def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
             a[i] = 0.0
             w2[i] = 0.0
             d = np.float64(V[r, i])
-        s = _sum(a)
+        s = sums[r]
         n_bad += 1
         c = d - gamma
         # the zero of the line below g with every entry active: a lower bound of the root

@@ -334,11 +334,11 @@ def prepare_kernels(dtype: torch.dtype = torch.float32) -> bool:
     the trainer calls this before its timed steps. Returns whether the kernels are available.
     """
     kernel = _cpu_kernel()
-    if kernel is None or dtype not in (torch.float32, torch.float64):
+    if kernel is None or dtype not in _KERNEL_DTYPES:
         return kernel is not None
-    V = np.zeros((2, 2), dtype=np.float32 if dtype == torch.float32 else np.float64)
-    kernel.project_rows(V, _NO_WEIGHTS[dtype], np.arange(2), 1.0, _NO_LAMBDA, 1, V.copy(), np.empty(2))
-    kernel.mu_inf_stats(V, np.empty(0))
+    V = torch.zeros(2, 2, dtype=dtype)
+    _project_rows_compiled(V, None, _diagonal_index(2, 2, V.device), 1.0, out=V.clone())
+    kernel.mu_inf_stats(V.numpy(), _NO_VECTOR)
     return True
 
 
@@ -353,8 +353,24 @@ def _non_finite(V, name: str):
 def _kernel_error(status: int, V: torch.Tensor, gamma: float, name: str) -> Exception:
     if status == _cpu_kernel().NON_FINITE:
         return _non_finite(V, name)
-    # pragma: no cover - never observed; the repair converges in a step or two
+    # never observed: the round-off repair converges in a step or two
     return ProjectionError(f"{name}: the round-off repair of a projected row did not converge (γ = {gamma!r})")
+
+
+def _kernel_inputs(V, W, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's arrays for rows V (N, m), weights W and linear-coordinate columns idx (or None)."""
+    return (_as_numpy(V), _NO_WEIGHTS[V.dtype] if W is None else _as_numpy(W),
+            _NO_INDEX if idx is None else _as_numpy(idx).reshape(-1))
+
+
+def _run_kernel(Vn, Wn, In, gamma: float, lam0: np.ndarray, max_iter: int, Xn, lam: np.ndarray, *,
+                info: dict | None, name: str) -> None:
+    """One call of the row kernel (X into ``Xn``, λ into ``lam``), its status turned into an error."""
+    status, n_bad, passes = _cpu_kernel().project_rows(Vn, Wn, In, float(gamma), lam0, int(max_iter), Xn, lam)
+    if status != 0:
+        raise _kernel_error(status, torch.from_numpy(Vn), gamma, name)
+    if info is not None:
+        info.update(rows=Vn.shape[0], projected=int(n_bad), passes=int(passes))
 
 
 def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVOT_MAX_ITER,
@@ -362,32 +378,26 @@ def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVO
     """``_project_rows`` for ``method="exact"`` on CPU: the compiled kernel, one row at a time.
 
     Same mathematics and guarantees as the torch closed forms (see :mod:`linf_opt._row_kernel`), with
-    the row values accumulated in float64 for either dtype; 15–20× faster than them at n = 100, where
-    tensor-operator overhead dominates (``bench/projection.py``). Returns (X, λ) with λ in float64.
+    the row values accumulated in float64 for either dtype; 7–28× faster than them at n = 50 to 2000
+    (``bench/projection.py``). Returns (X, λ) with λ in float64.
     ``out``: a contiguous CPU tensor of V's shape and dtype to write X into; it may be V itself (the
     kernel reads each entry before it writes it), which projects in place.
     """
-    kernel = _cpu_kernel()
-    N = V.shape[0]
-    Vn = _as_numpy(V)
-    Wn = _NO_WEIGHTS[V.dtype] if W is None else _as_numpy(W)
-    In = _NO_INDEX if idx is None else _as_numpy(idx).reshape(-1)
-    L0 = _NO_LAMBDA if lam0 is None else _as_numpy(lam0, torch.float64)
+    Vn, Wn, In = _kernel_inputs(V, W, idx)
+    L0 = _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64)
     Xn = np.empty_like(Vn) if out is None else out.numpy()
-    lam = np.empty(N)
-    status, n_bad, passes = kernel.project_rows(Vn, Wn, In, float(gamma), L0, int(max_iter), Xn, lam)
-    if status != kernel.OK:
-        raise _kernel_error(status, V, gamma, name)
-    if info is not None:
-        info.update(rows=N, projected=int(n_bad), passes=int(passes))
+    lam = np.empty(Vn.shape[0])
+    _run_kernel(Vn, Wn, In, gamma, L0, max_iter, Xn, lam, info=info, name=name)
     return (torch.from_numpy(Xn) if out is None else out), torch.from_numpy(lam)
 
 
-# Placeholders for the kernel's optional arguments, and the conversion of its inputs (CPU tensors):
-# a handful of calls per projection, since each tensor operation costs microseconds at this size.
+# The dtypes the kernels are compiled for; placeholders for their optional arguments (no weights, no
+# linear coordinate, no warm start / no η), and the conversion of their inputs (CPU tensors): a
+# handful of calls per projection, since each tensor operation costs microseconds at this size.
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 _NO_WEIGHTS = {torch.float32: np.empty((0, 0), np.float32), torch.float64: np.empty((0, 0))}
 _NO_INDEX = np.empty(0, dtype=np.int64)
-_NO_LAMBDA = np.empty(0)
+_NO_VECTOR = np.empty(0)
 
 
 def _as_numpy(t: torch.Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
@@ -923,12 +933,9 @@ class MuInfProjector:
         if (c is not None and A is c[0] and A.data_ptr() == c[1] and A.shape == c[2] and A.stride() == c[3]
                 and A.dtype == c[4]):
             Vn, Wn, In, lam = c[5]
-            lam0 = lam if self.warm_start else _NO_LAMBDA  # read row by row before it is overwritten
-            status, n_bad, passes = _cpu_kernel().project_rows(Vn, Wn, In, self.gamma, lam0, _PIVOT_MAX_ITER,
-                                                               Vn, lam)
-            if status != 0:
-                raise _kernel_error(status, A.detach(), self.gamma, "A")
-            self.info = {"rows": Vn.shape[0], "projected": n_bad, "passes": passes}
+            lam0 = lam if self.warm_start else _NO_VECTOR  # read row by row before it is overwritten
+            self.info = {}
+            _run_kernel(Vn, Wn, In, self.gamma, lam0, _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
             return A
         if not isinstance(A, torch.Tensor):
             raise TypeError(f"A: project_ works in place on a torch tensor, got {type(A).__name__} "
@@ -953,15 +960,14 @@ class MuInfProjector:
             return A
         key = (t.shape, t.dtype, t.device)
         lam0 = self._lam if self.warm_start and self._lam_key == key else None
-        info: dict = {}
-        V, W, idx = _mu_inf_rows(t, self._eta(t))
-        _, lam = _project_rows_compiled(V, W, idx, self.gamma, lam0=lam0, info=info, out=V)
-        if self.warm_start:
-            self._lam, self._lam_key = lam, key
-        self.info = info
-        args = (V.numpy(), _NO_WEIGHTS[t.dtype] if W is None else _as_numpy(W), _as_numpy(idx).reshape(-1),
-                lam.numpy())
-        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, args)
+        Vn, Wn, In = _kernel_inputs(*_mu_inf_rows(t, self._eta(t)))
+        lam = np.empty(Vn.shape[0])
+        self.info = {}
+        _run_kernel(Vn, Wn, In, self.gamma, _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64),
+                    _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
+        if self.warm_start:  # shares memory with the cached λ, which later calls update in place
+            self._lam, self._lam_key = torch.from_numpy(lam), key
+        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, (Vn, Wn, In, lam))
         return A
 
     def __repr__(self) -> str:

@@ -32,16 +32,10 @@ from ._tensor import as_matrix, as_weights, check_finite, check_scalar, check_sq
 from .errors import ConfigError, ShapeError
 from .measures import _row_measures, _scaled, mu_2, mu_inf, norm_inf
 from .projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
-                          _cpu_kernel, project_mu_2, project_mu_inf, project_norm_inf)
+                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, project_mu_2, project_mu_inf,
+                          project_norm_inf)
 
-_NO_WEIGHTS = np.empty(0)
-_KERNEL_DTYPES = (torch.float32, torch.float64)
-
-
-def _eps(dtype: torch.dtype) -> float:
-    return _EPS[dtype] if dtype in _EPS else torch.finfo(dtype).eps
-
-
+# machine epsilon per floating dtype, looked up after every training step (torch.finfo builds an object)
 _EPS = {d: torch.finfo(d).eps for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
 __all__ = ["FeasibleSet", "MuInfPolytope", "NormInfBall", "MonotoneSet", "get_set", "register_set",
@@ -93,7 +87,7 @@ class FeasibleSet(abc.ABC):
         check_square(t, "A")
         t = t.detach()
         if tol > 0 and t.is_floating_point():
-            tol = max(tol, 32 * _eps(t.dtype))
+            tol = max(tol, 32 * (_EPS.get(t.dtype) or torch.finfo(t.dtype).eps))
         fast = self._value_and_scale_fast(t) if tol > 0 else None  # tol = 0: value() exactly as computed
         if fast is not None:  # one matrix, through a compiled pass: plain floats
             value, scale = fast
@@ -234,7 +228,7 @@ class MuInfPolytope(FeasibleSet):
             return None
         if not t.is_cpu:
             t = t.cpu()
-        eta = _NO_WEIGHTS if self.eta is None else self.eta
+        eta = _NO_VECTOR if self.eta is None else self.eta
         if eta.shape[0] not in (0, t.shape[-1]):
             return None  # the generic route raises the weights' shape error
         mu, rows, cols = kernel.mu_inf_stats(t.contiguous().numpy(), eta)

@@ -187,7 +187,8 @@ class Trainer:
         torch.manual_seed(problem.seed)
         self.net = build_network(problem, self.data.input_dim, self.data.output_dim)
         self.set = build_feasible_set(problem, self.net.eta)
-        prepare_kernels(self.net.A.dtype)  # compile now, not inside the first (timed) projection
+        if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
+            prepare_kernels(self.net.A.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0
@@ -320,9 +321,10 @@ class Trainer:
             idx = perm[k * bs:(k + 1) * bs]
             U, Tb = X[idx].to(dev), T[idx].to(dev)
             loss, Y, info = self._loss(U, Tb, self.epoch + k / nb)
-            if not torch.isfinite(loss):
+            loss_value = float(loss.detach())  # one conversion (a device sync) per step
+            if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
-                    f"non-finite training loss ({float(loss.detach())}) at epoch {self.epoch + 1}, batch {k + 1}; "
+                    f"non-finite training loss ({loss_value}) at epoch {self.epoch + 1}, batch {k + 1}; "
                     f"training stopped. The last good checkpoint "
                     f"{'is kept at ' + str(self.run_dir / 'checkpoint.pt') if self.run_dir else 'was not saved (no out_dir)'}."
                     " Lower the learning rate or check the data.")
@@ -341,10 +343,10 @@ class Trainer:
             t_check += time.perf_counter() - tc
             t_proj += tc - tp
             for cb in self.callbacks:
-                cb(self, {"step": self.step_count, "epoch": self.epoch, "loss": float(loss.detach()),
+                cb(self, {"step": self.step_count, "epoch": self.epoch, "loss": loss_value,
                           "forward": fst, "backward": bst})
             b = U.shape[0]
-            sums["loss"] += float(loss.detach()) * b
+            sums["loss"] += loss_value * b
             sums["count"] += b
             if not self.regression:
                 sums["correct"] += int((Y.detach().argmax(-1) == Tb).sum())
