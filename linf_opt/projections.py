@@ -378,7 +378,7 @@ def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVO
     """``_project_rows`` for ``method="exact"`` on CPU: the compiled kernel, one row at a time.
 
     Same mathematics and guarantees as the torch closed forms (see :mod:`linf_opt._row_kernel`), with
-    the row values accumulated in float64 for either dtype; 7–28× faster than them at n = 50 to 2000
+    the row values accumulated in float64 for either dtype; 4–30× faster than them at n = 50 to 2000
     (``bench/projection.py``). Returns (X, λ) with λ in float64.
     ``out``: a contiguous CPU tensor of V's shape and dtype to write X into; it may be V itself (the
     kernel reads each entry before it writes it), which projects in place.
