@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from linf_opt.config import load_problem, override
-from linf_opt.training import Trainer
+from linf_opt.training.config import load_problem, override
+from linf_opt.training.trainer import Trainer
 
 
 def run(problem, steps):

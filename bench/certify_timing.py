@@ -13,10 +13,10 @@ import sys
 
 import torch
 
-from linf_opt.certify import METHODS, certify
-from linf_opt.data import load_mnist
-from linf_opt.input_space import MNIST
-from linf_opt.training import load_run
+from linf_opt.robustness.certify import METHODS, certify
+from linf_opt.data.datasets import load_mnist
+from linf_opt.robustness.input_space import MNIST
+from linf_opt.training.trainer import load_run
 
 
 def main(argv=None) -> int:

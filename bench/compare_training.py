@@ -1,6 +1,6 @@
 """Study 5 of the feasible-set comparison: one problem trained under every set with the same budget.
 
-Trains ``--problem`` once per variant of ``linf_opt.compare.TRAINING_VARIANTS`` (ℓ∞ polytope, weighted
+Trains ``--problem`` once per variant of ``linf_opt.compare.studies.TRAINING_VARIANTS`` (ℓ∞ polytope, weighted
 ℓ∞, norm ball, monotone by projection and by reparametrization, unconstrained), each in
 ``OUT/<set>_<enforce>``, and writes ``OUT/results.json`` and ``OUT/table.md`` (final test accuracy or
 MSE, certified ℓ∞ Lipschitz bounds, μ∞ / α(M) / μ₂ of the final A, mean solver iterations, epoch time).
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from linf_opt.compare import TRAINING_VARIANTS, training_study
-from linf_opt.config import parse_assignment
+from linf_opt.compare.studies import TRAINING_VARIANTS, training_study
+from linf_opt.training.config import parse_assignment
 
 
 def main() -> None:

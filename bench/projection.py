@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from linf_opt import MuInfProjector, mu_inf, project_mu_inf
-from linf_opt.projections import EXACT_SORT_MAX_ROW
+from linf_opt.sets.projections import EXACT_SORT_MAX_ROW
 
 GAMMA = 0.9
 
@@ -185,7 +185,7 @@ def training_table(sizes, dtype, steps, lr):
 
 def cuda_table(sizes, dtype, repeats):
     """On the accelerator: the tensor forms on the device against a round trip to the CPU kernel."""
-    from linf_opt.projections import HOST_KERNEL_MAX_ENTRIES
+    from linf_opt.sets.projections import HOST_KERNEL_MAX_ENTRIES
 
     dev = torch.device("cuda")
     print(f"\n### On {torch.cuda.get_device_name(dev)}: tensor forms on the device against a round trip to "

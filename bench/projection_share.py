@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from linf_opt.config import load_problem, override
-from linf_opt.training import Trainer
+from linf_opt.training.config import load_problem, override
+from linf_opt.training.trainer import Trainer
 
 BACKENDS = ("exact", "pivot", "sort")
 

@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from linf_opt.projections import project_mu_2
-from linf_opt.sdp import estimate_sdp_seconds, project_monotone_sdp
+from linf_opt.sets.projections import project_mu_2
+from linf_opt.sets.sdp import estimate_sdp_seconds, project_monotone_sdp
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import NonFiniteError, ShapeError
+from linf_opt.errors import NonFiniteError, ShapeError
 
 
 def to_torch(x: Any, name: str, *, dtype: torch.dtype | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LinfOptError
+from linf_opt.errors import LinfOptError
 
 __all__ = ["main", "build_parser"]
 
@@ -34,8 +34,8 @@ def _print_summary(summary: dict, title: str) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .config import load_problem, override, parse_assignment
-    from .training import Trainer
+    from linf_opt.training.config import load_problem, override, parse_assignment
+    from linf_opt.training.trainer import Trainer
 
     problem = load_problem(args.problem)
     assignments = dict(parse_assignment(a) for a in args.overrides)
@@ -70,14 +70,14 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .data import load_dataset
-    from .lipschitz import lipschitz_bound
-    from .measures import mu_inf
-    from .training import evaluate, load_run
+    from linf_opt.data.datasets import load_dataset
+    from linf_opt.models.lipschitz import lipschitz_bound
+    from linf_opt.operators.measures import mu_inf
+    from linf_opt.training.trainer import evaluate, load_run
 
     net, problem = load_run(args.run_dir, map_location="cpu")
     if args.data_dir is not None:
-        from .config import override
+        from linf_opt.training.config import override
         problem = override(problem, **{"data.data_dir": args.data_dir})
     data = load_dataset(problem)
     ev = evaluate(net, data.test_inputs, data.test_targets, data.task)
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import write_report
+    from linf_opt.compare.studies import write_report
 
     if args.n < 2 or args.samples < 1:
         print(f"error: --n must be ≥ 2 and --samples ≥ 1, got {args.n} and {args.samples}", file=sys.stderr)
@@ -177,7 +177,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_certify(args) -> int:
-    from .robustness import run_certify
+    from linf_opt.reports.robustness import run_certify
 
     return run_certify(args)
 

@@ -30,7 +30,7 @@ class ConfigError(LinfOptError, ValueError):
 class ConvergenceError(LinfOptError, RuntimeError):
     """A fixed-point solver stopped at its iteration limit, or diverged, before reaching its tolerance.
 
-    ``stats`` carries the solver's :class:`~linf_opt.solvers.SolverStats` when available.
+    ``stats`` carries the solver's :class:`~linf_opt.equilibrium.solvers.SolverStats` when available.
     """
 
     def __init__(self, message: str, stats=None):

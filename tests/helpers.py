@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from linf_opt.data import write_idx
+from linf_opt.data.datasets import write_idx
 
 
 def well_posed_matrix(n: int, mu: float, *, offdiag: float = 1.0, neg_diag: float = 0.0, seed: int = 0,

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from linf_opt import ImplicitNetwork
-from linf_opt.attacks import attack_accuracy, fgsm, pgd
-from linf_opt.data import to_normalized
+from linf_opt.robustness.attacks import attack_accuracy, fgsm, pgd
+from linf_opt.data.datasets import to_normalized
 from linf_opt.errors import NonFiniteError, ShapeError
-from linf_opt.input_space import IDENTITY, MNIST, PIXELS, InputSpace
+from linf_opt.robustness.input_space import IDENTITY, MNIST, PIXELS, InputSpace
 
 F64 = torch.float64
 

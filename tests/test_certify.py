@@ -1,4 +1,4 @@
-"""Reachable boxes and certificates (SPEC §8): soundness against sampling and PGD, tightness relations,
+"""Reachable boxes and certificates (docs/mathematics.md §8): soundness against sampling and PGD, tightness relations,
 the embedded network's algebra, and the error paths."""
 import math
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from linf_opt import ImplicitNetwork, mu_inf, average_step, solve_fixed_point
-from linf_opt.attacks import pgd
-from linf_opt.certify import (METHODS, certify, embedded_equilibrium, embedded_matrix, ibp_matrix,
+from linf_opt.robustness.attacks import pgd
+from linf_opt.robustness.certify import (METHODS, certify, embedded_equilibrium, embedded_matrix, ibp_matrix,
                               margin_lower_bounds, reachable_box)
 from linf_opt.errors import NonFiniteError, ShapeError
-from linf_opt.input_space import MNIST, PIXELS, InputSpace
+from linf_opt.robustness.input_space import MNIST, PIXELS, InputSpace
 
 F64 = torch.float64
 
@@ -89,8 +89,8 @@ def test_embedded_fixed_point_brackets_the_centre(name):
 
 
 def test_structured_embedded_solver_matches_the_plain_average_iteration():
-    from linf_opt.activations import get_activation
-    from linf_opt.solvers import get_solver
+    from linf_opt.equilibrium.activations import get_activation
+    from linf_opt.equilibrium.solvers import get_solver
     net = make_net(1)
     u = inputs_for(net, 0, batch=8)
     E = embedded_matrix(net.A.detach())

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from linf_opt import DataError
-from linf_opt.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from linf_opt.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 
 
 def test_atomic_checkpoint_survives_failed_write(tmp_path, monkeypatch):

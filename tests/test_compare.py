@@ -1,4 +1,4 @@
-"""The feasible-set comparison studies (linf_opt.compare) and the `linf-opt compare` command."""
+"""The feasible-set comparison studies (linf_opt.compare.studies) and the `linf-opt compare` command."""
 import json
 
 import numpy as np
@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from linf_opt import mu_2, mu_inf
 from linf_opt.cli import main
-from linf_opt.compare import (NESTING, SET_ORDER, SPEC_EXAMPLES, EnsembleSpec, check_nesting, comparison_sets,
+from linf_opt.compare.studies import (NESTING, SET_ORDER, COUNTER_EXAMPLES, EnsembleSpec, check_nesting, comparison_sets,
                               containment_study, default_ensembles, distance_study, load_training_study,
                               memberships, random_ensemble, slice_study, spec_examples_table, standard_slices,
                               training_study, volume_study, write_report)
@@ -45,7 +45,7 @@ def test_spec_counter_examples_land_in_the_right_regions():
         "asymmetric [[0, 10], [0.01, 0]]": (False, False, True, True, False, True),
     }
     rows = {r["matrix"]: r for r in spec_examples_table(0.9)}
-    assert set(rows) == set(SPEC_EXAMPLES) == set(expected)
+    assert set(rows) == set(COUNTER_EXAMPLES) == set(expected)
     for name, flags in expected.items():
         assert tuple(rows[name][s] for s in SET_ORDER) == flags, name
     assert rows["skew [[0, 3], [−3, 0]]"]["mu_inf_value"] == pytest.approx(3.0)
@@ -90,7 +90,7 @@ def test_slice_agrees_with_membership():
 
 
 def test_standard_slices_and_figure(tmp_path):
-    from linf_opt.compare import slices_figure
+    from linf_opt.compare.studies import slices_figure
 
     sl = standard_slices(0.9, n=3, resolution=41)
     assert len(sl) == 4 and sl[3].A0.shape == (3, 3)

@@ -1,4 +1,4 @@
-"""Tests of linf_opt.config: strict loading, type and choice checks, cross-field rules, round trips."""
+"""Tests of linf_opt.training.config: strict loading, type and choice checks, cross-field rules, round trips."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 import torch
 
-from linf_opt.config import (ConstraintConfig, DataConfig, ModelConfig, OptimizerConfig, Problem, RobustConfig,
+from linf_opt.training.config import (ConstraintConfig, DataConfig, ModelConfig, OptimizerConfig, Problem, RobustConfig,
                              TrainingConfig, _Section, from_dict, load_problem, override, parse_assignment,
                              problem_to_dict, problem_to_toml, to_dict, to_toml)
 from linf_opt.errors import ConfigError

@@ -1,4 +1,4 @@
-"""Tests of linf_opt.data: IDX reading and writing, MNIST discovery and loading, function estimation."""
+"""Tests of linf_opt.data.datasets: IDX reading and writing, MNIST discovery and loading, function estimation."""
 from __future__ import annotations
 
 import gzip
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from linf_opt.data import (DATA_ENV_VAR, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, MNIST_MEAN, MNIST_STD,
+from linf_opt.data.datasets import (DATA_ENV_VAR, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, MNIST_MEAN, MNIST_STD,
                            NORMALIZED_RANGE, Dataset, eps_to_normalized, function_estimation_data, load_dataset,
                            load_mnist, mnist_file_names, read_idx, resolve_data_dir, target_derivative,
                            target_function, target_lipschitz, to_normalized, to_pixels, write_idx)
@@ -170,7 +170,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_missing_directory_lists_every_place_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("linf_opt.data._PACKAGE_ROOT", tmp_path / "repo")
+    monkeypatch.setattr("linf_opt.data.datasets._PACKAGE_ROOT", tmp_path / "repo")
     with pytest.raises(DataError) as err:
         resolve_data_dir()
     msg = str(err.value)
@@ -218,7 +218,7 @@ def test_default_candidates_relative_to_cwd(tmp_path, monkeypatch):
     make_mnist(tmp_path / "other" / "shared" / "data" / "mnist", "test", n=2)
     (tmp_path / "other" / "proj").mkdir()
     monkeypatch.chdir(tmp_path / "other" / "proj")
-    monkeypatch.setattr("linf_opt.data._PACKAGE_ROOT", tmp_path / "repo")
+    monkeypatch.setattr("linf_opt.data.datasets._PACKAGE_ROOT", tmp_path / "repo")
     assert resolve_data_dir(splits=("test",)) == (tmp_path / "other" / "shared" / "data" / "mnist").resolve()
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from linf_opt import ConvergenceWarning, adjoint_solve, equilibrium, get_activation, solve_fixed_point
-from linf_opt.implicit import EquilibriumRecord
+from linf_opt.equilibrium.implicit import EquilibriumRecord
 from helpers import well_posed_matrix
 
 CASES = [dict(mu=0.5), dict(mu=0.9, offdiag=4.0, neg_diag=3.0), dict(mu=-1.5, offdiag=6.0, neg_diag=4.0),

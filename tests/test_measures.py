@@ -82,7 +82,7 @@ def test_optimal_weights_reducible_reports_value_reached():
     assert np.all(eta > 0)
     assert 0.0 <= value < 1e-3
     assert mu_inf(A, eta) == pytest.approx(value)
-    A = np.array([[0.0, 10.0], [0.01, 0.0]])        # SPEC §7: weighted measure 0.316 with Perron weights
+    A = np.array([[0.0, 10.0], [0.01, 0.0]])        # docs/mathematics.md §7: weighted measure 0.316 with Perron weights
     eta, value = optimal_weights(A)
     assert value == pytest.approx(np.sqrt(0.1), rel=1e-9)
 

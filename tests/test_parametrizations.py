@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from linf_opt import ImplicitNetwork, mu_2, mu_inf, project_mu_2, project_mu_inf
-from linf_opt.parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
+from linf_opt.models.parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
 
 
 @pytest.mark.parametrize("gamma", [0.9, 0.0, -2.0])

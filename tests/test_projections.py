@@ -1,4 +1,4 @@
-"""Projections onto the well-posedness sets (linf_opt.projections).
+"""Projections onto the well-posedness sets (linf_opt.sets.projections).
 
 Oracles: an independent numpy/scipy root finder for the row multiplier (brentq on g(λ)), the CVXPY +
 Clarabel backend at tight tolerances, the variational inequality ⟨v − x, y − x⟩ ≤ 0 over feasible y,
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.optimize import brentq
 
 from linf_opt import NonFiniteError, ProjectionError, ShapeError, mu_2, mu_inf
-from linf_opt.projections import (MuInfProjector, _project_mu_inf, _project_rows, project_conv_kernel,
+from linf_opt.sets.projections import (MuInfProjector, _project_mu_inf, _project_rows, project_conv_kernel,
                                   project_mu_2, project_mu_inf, project_norm_inf)
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,7 +194,7 @@ def test_pivot_fallback_and_warm_start_are_exact():
 def test_compiled_kernel_is_the_cpu_exact_path_and_matches_the_torch_closed_forms(monkeypatch):
     """method="exact" on CPU runs the numba kernel: Newton passes, its sorting safety net, warm starts,
     weights, the ℓ1 ball (no linear coordinate) and float32 all agree with the torch closed forms."""
-    from linf_opt import projections
+    import linf_opt.sets.projections as projections
     assert projections._cpu_kernel() is not None
     calls = []
     real = projections._project_rows_compiled
@@ -228,7 +228,7 @@ def test_compiled_kernel_is_the_cpu_exact_path_and_matches_the_torch_closed_form
 
 
 def test_exact_falls_back_to_the_torch_closed_forms_without_the_kernel(monkeypatch):
-    from linf_opt import projections
+    import linf_opt.sets.projections as projections
     rng = np.random.default_rng(2)
     A = torch.tensor(rng.standard_normal((70, 70)))
     X = project_mu_inf(A, 0.4)
@@ -488,7 +488,7 @@ def test_cvxpy_failure_carries_the_status():
 
 
 def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
-    import linf_opt.projections as projections
+    import linf_opt.sets.projections as projections
 
     A = np.random.default_rng(0).standard_normal((5, 5)) * 4
     X = project_mu_inf(A, 0.1, method="cvxpy")  # default tolerances pass the check
@@ -509,7 +509,7 @@ def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
 
 
 def test_cvxpy_retries_once_with_a_looser_gap(monkeypatch):
-    import linf_opt.projections as projections
+    import linf_opt.sets.projections as projections
 
     A = np.random.default_rng(1).standard_normal((4, 4)) * 3
     solve_once = projections._solve_once
@@ -581,6 +581,6 @@ def test_cuda_in_place_projection_matches_cpu():
 
 
 def test_prepare_kernels_compiles_both_dtypes():
-    from linf_opt.projections import prepare_kernels
+    from linf_opt.sets.projections import prepare_kernels
     assert prepare_kernels(torch.float32) and prepare_kernels(torch.float64)
     assert prepare_kernels(torch.float16)  # nothing to compile for other dtypes; the kernels exist

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from linf_opt import ImplicitNetwork
-from linf_opt.attacks import pgd
-from linf_opt.certify import certify, embedded_equilibrium, margin_lower_bounds
-from linf_opt.config import RobustConfig, load_problem
+from linf_opt.robustness.attacks import pgd
+from linf_opt.robustness.certify import certify, embedded_equilibrium, margin_lower_bounds
+from linf_opt.training.config import RobustConfig, load_problem
 from linf_opt.errors import NonFiniteError
-from linf_opt.input_space import IDENTITY
-from linf_opt.projections import project_mu_inf
-from linf_opt.robust_training import ramp, robust_loss, robust_schedule
+from linf_opt.robustness.input_space import IDENTITY
+from linf_opt.sets.projections import project_mu_inf
+from linf_opt.robustness.robust_training import ramp, robust_loss, robust_schedule
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parent.parent

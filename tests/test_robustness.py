@@ -6,10 +6,10 @@ import torch
 
 from linf_opt import ImplicitNetwork
 from linf_opt.cli import main
-from linf_opt.config import load_problem, override
-from linf_opt.input_space import MNIST
-from linf_opt.robustness import evaluate_robustness, format_table
-from linf_opt.training import train
+from linf_opt.training.config import load_problem, override
+from linf_opt.robustness.input_space import MNIST
+from linf_opt.reports.robustness import evaluate_robustness, format_table
+from linf_opt.training.trainer import train
 from helpers import tiny_mnist
 
 

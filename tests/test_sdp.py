@@ -1,11 +1,11 @@
-"""SDPs of the ℓ2 conditions (linf_opt.sdp): monotone projection and diagonal-metric certificates."""
+"""SDPs of the ℓ2 conditions (linf_opt.sets.sdp): monotone projection and diagonal-metric certificates."""
 import numpy as np
 import pytest
 import torch
 
-import linf_opt.sdp as sdp
+import linf_opt.sets.sdp as sdp
 from linf_opt import ProjectionError, metzler_majorant, mu_2, project_mu_2, spectral_abscissa
-from linf_opt.sdp import (SDPTooLargeError, check_sdp_size, diagonal_metric_certificate, diagonal_metric_value,
+from linf_opt.sets.sdp import (SDPTooLargeError, check_sdp_size, diagonal_metric_certificate, diagonal_metric_value,
                           diagonal_metric_value_2x2, diagonally_scaled_mu_2, estimate_sdp_seconds, perron_metric,
                           project_monotone_sdp)
 

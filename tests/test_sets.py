@@ -1,12 +1,12 @@
-"""Feasible-set objects and their registry (linf_opt.sets)."""
+"""Feasible-set objects and their registry (linf_opt.sets.feasible)."""
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 from linf_opt import ConfigError, ShapeError, mu_2, mu_inf, norm_inf
-from linf_opt.projections import project_mu_2, project_mu_inf, project_norm_inf
-from linf_opt.sets import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
+from linf_opt.sets.projections import project_mu_2, project_mu_inf, project_norm_inf
+from linf_opt.sets.feasible import (FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, available_sets, get_set,
                            register_set)
 
 SETS = [MuInfPolytope(0.9), MuInfPolytope(-0.5, eta=[1.0, 2.0, 0.5, 1.0]), NormInfBall(1.5), MonotoneSet(0.2)]
@@ -124,7 +124,7 @@ def test_registry_and_configuration_errors():
         with pytest.raises(TypeError):
             register_set("bad", dict)
     finally:
-        from linf_opt import sets
+        import linf_opt.sets.feasible as sets
         sets._REGISTRY.pop("trace_test", None)
 
 
@@ -148,8 +148,8 @@ def test_constructor_and_argument_errors():
 def test_compiled_membership_matches_the_generic_route(monkeypatch):
     """MuInfPolytope.contains on one CPU matrix takes a compiled pass (μ, ‖A‖∞, ‖A‖₁ in float64);
     it must decide exactly as the tensor route does away from round-off, and raise on NaN."""
-    from linf_opt import projections
-    from linf_opt._row_kernel import mu_inf_stats
+    import linf_opt.sets.projections as projections
+    from linf_opt.sets._row_kernel import mu_inf_stats
     rng = np.random.default_rng(7)
     cases = []
     for n in (1, 3, 17, 64):
@@ -220,7 +220,7 @@ def test_project_in_place_equals_project(S):
 def test_monotone_sdp_projection_is_size_guarded():
     """MonotoneSet.project(method="cvxpy") solves the SDP only where it is estimated to take under a
     minute (it once took 91 s at n = 100 without a warning)."""
-    from linf_opt.sdp import SDPTooLargeError
+    from linf_opt.sets.sdp import SDPTooLargeError
     rng = np.random.default_rng(0)
     S = MonotoneSet(0.1)
     A = rng.standard_normal((6, 6))

@@ -6,8 +6,8 @@ from hypothesis import example, given, settings, strategies as st
 
 from linf_opt import (SDPTooLargeError, metzler_majorant, mu_2, mu_inf, optimal_weights, project_mu_2,
                       project_mu_inf, spectral_abscissa)
-from linf_opt.sdp import diagonal_metric_value_2x2, diagonally_scaled_mu_2
-from linf_opt.sets import (DiagonalMetricSet, MonotoneSet, MuInfPolytope, PerronFrobeniusSet, WeightedMuInf,
+from linf_opt.sets.sdp import diagonal_metric_value_2x2, diagonally_scaled_mu_2
+from linf_opt.sets.feasible import (DiagonalMetricSet, MonotoneSet, MuInfPolytope, PerronFrobeniusSet, WeightedMuInf,
                            available_sets, get_set)
 
 NEW = [WeightedMuInf(0.9), PerronFrobeniusSet(0.9), DiagonalMetricSet(0.9)]
@@ -113,7 +113,7 @@ def test_diagonal_metric_refuses_big_sdps_unless_forced():
     while True:   # a matrix whose membership needs the SDP
         A = rng.standard_normal((4, 4)) * 1.5 - 0.8 * np.eye(4)
         alpha = np.linalg.eigvals(A).real.max()
-        from linf_opt.sdp import perron_metric
+        from linf_opt.sets.sdp import perron_metric
         cheap = min(mu_2(A), diagonally_scaled_mu_2(A, perron_metric(A)))
         if cheap - alpha > 0.3:
             break

@@ -7,8 +7,8 @@ import torch
 
 from linf_opt import (ConvergenceError, ConvergenceWarning, NonFiniteError, ShapeError, SolverStats,
                       contraction_factor, mu_2, mu_inf, norm_inf, register_solver, solve_fixed_point)
-from linf_opt.activations import Activation, get_activation
-from linf_opt.solvers import SOLVERS, a_priori_iterations, average_iteration
+from linf_opt.equilibrium.activations import Activation, get_activation
+from linf_opt.equilibrium.solvers import SOLVERS, a_priori_iterations, average_iteration
 from helpers import monotone_matrix, well_posed_matrix
 
 TOL = 1e-10

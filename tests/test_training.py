@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from linf_opt import ConfigError, InvariantError, mu_2, mu_inf, norm_inf
-from linf_opt.checkpoint import load_checkpoint
-from linf_opt.config import load_problem, override
-from linf_opt.training import NonFiniteLossError, Trainer, load_run, train
+from linf_opt.training.checkpoint import load_checkpoint
+from linf_opt.training.config import load_problem, override
+from linf_opt.training.trainer import NonFiniteLossError, Trainer, load_run, train
 from helpers import tiny_mnist
 
 BASE = {
@@ -125,7 +125,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, monkeypatch):
     trainer = Trainer(problem(), tmp_path, progress=False)
     trainer.fit(epochs=1)
     before = load_checkpoint(tmp_path / "checkpoint.pt")
-    import linf_opt.training as tr
+    import linf_opt.training.trainer as tr
     monkeypatch.setattr(tr, "_task_loss", lambda Y, T, kind: (Y * float("nan")).sum())
     with pytest.raises(NonFiniteLossError, match="non-finite training loss.*checkpoint"):
         trainer.fit(epochs=2)
@@ -178,8 +178,8 @@ def test_classification_end_to_end_on_tiny_idx_files(tmp_path):
 
 def test_robust_problem_uses_the_robust_loss_once(tmp_path):
     """With [robust], the training loss is robust_loss's mixed loss itself (not mixed a second time)."""
-    from linf_opt.data import eps_to_normalized, to_normalized
-    from linf_opt.robust_training import robust_loss, robust_schedule
+    from linf_opt.data.datasets import eps_to_normalized, to_normalized
+    from linf_opt.robustness.robust_training import robust_loss, robust_schedule
 
     d = tiny_mnist(tmp_path / "mnist", n_train=20, n_test=10)
     p = override(load_problem("problems/mnist_fc_robust.toml"), **{

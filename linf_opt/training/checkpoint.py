@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
+from linf_opt.errors import DataError
 
 __all__ = ["save_atomic", "load_checkpoint", "write_text_atomic"]
 

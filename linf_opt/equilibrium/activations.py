@@ -1,4 +1,4 @@
-"""Slope-restricted activations Φ (SPEC §1): φ weakly increasing with slopes in [0, 1].
+"""Slope-restricted activations Φ (docs/mathematics.md §1): φ weakly increasing with slopes in [0, 1].
 
 Every bound in linf_opt holds for any φ with 0 ≤ (φ(s) − φ(t))/(s − t) ≤ 1. An :class:`Activation`
 carries φ, its derivative φ′ (for exact implicit gradients) and its slope interval, which is checked
@@ -35,7 +35,7 @@ class Activation:
     def __post_init__(self):
         if not (0.0 <= self.min_slope <= self.max_slope <= 1.0):
             raise ValueError(
-                f"activation {self.name!r}: slopes must lie in [0, 1] (SPEC §1), got "
+                f"activation {self.name!r}: slopes must lie in [0, 1] (docs/mathematics.md §1), got "
                 f"[{self.min_slope}, {self.max_slope}]")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,15 @@
-"""Certified-robust training with the embedded network (SPEC §8): the loss and its ε / mixing schedule.
+"""Certified-robust training with the embedded network (docs/mathematics.md §8): the loss and its ε / mixing schedule.
 
 For inputs u with labels t and the input box [u̲, ū] = [u − ε, u + ε] ∩ [lower, upper] (model units),
 the embedded network bounds every class difference zⱼ = y_t − yⱼ from below by z̲ⱼ (relative
-classifier, :func:`linf_opt.certify.margin_lower_bounds`; z̲_t = 0). The loss is
+classifier, :func:`linf_opt.robustness.certify.margin_lower_bounds`; z̲_t = 0). The loss is
 
     ℓ = (1 − κ) · CE(y(u), t) + κ · CE(−z̲(u), t),    CE(−z̲, t) = log(1 + Σⱼ≠t exp(−z̲ⱼ)),
 
 an upper bound of the worst-case cross-entropy over the box in its second term. Gradients through both
 equilibria are exact (implicit differentiation, no new backward code). The schedule ramps ε and κ
 linearly from 0 over ``eps_ramp_epochs`` / ``mix_ramp_epochs`` after ``warmup_epochs`` clean epochs
-(``[robust]`` in the problem file, :class:`~linf_opt.config.RobustConfig`).
+(``[robust]`` in the problem file, :class:`~linf_opt.training.config.RobustConfig`).
 
     >>> eps_pixel, mix = robust_schedule(problem.robust, epoch, step / steps_per_epoch)
     >>> loss, info = robust_loss(net, U, T, eps_to_normalized(eps_pixel), mix,
@@ -22,8 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .certify import embedded_equilibrium, margin_lower_bounds
-from .input_space import check_eps
+from linf_opt.robustness.certify import embedded_equilibrium, margin_lower_bounds
+from linf_opt.robustness.input_space import check_eps
 
 __all__ = ["robust_loss", "robust_schedule", "ramp"]
 
@@ -66,7 +66,7 @@ def robust_loss(net, inputs: torch.Tensor, labels: torch.Tensor, eps_normalized:
     """ℓ = (1 − κ) CE(y(u), t) + κ CE(−z̲(u), t) over the batch (mean), differentiable in the parameters.
 
     Args:
-        net: an :class:`~linf_opt.network.ImplicitNetwork` (classification).
+        net: an :class:`~linf_opt.models.implicit_network.ImplicitNetwork` (classification).
         inputs: (batch, r) model inputs (normalized for MNIST); labels: (batch,) class indices.
         eps_normalized: box radius in model units (pixel ε / 0.3081 for MNIST), finite, ≥ 0.
         mix: κ ∈ [0, 1].

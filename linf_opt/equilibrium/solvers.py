@@ -1,4 +1,4 @@
-"""Fixed-point solvers for the equilibrium x = Φ(A x + B u + b) (SPEC §4), one signature for all.
+"""Fixed-point solvers for the equilibrium x = Φ(A x + B u + b) (docs/mathematics.md §4), one signature for all.
 
 Rows are samples: with the injection Q = U Bᵀ + b of shape (batch, n), the equation reads
 X = Φ(X Aᵀ + Q). Every registered solver is a function
@@ -17,8 +17,8 @@ r ≤ tol + rtol · ‖x‖∞. Methods:
 - ``forward_backward``  x⁺ = Φ((1 − α)x + α(Ax + q)) (monotone networks; ReLU only).
 - ``peaceman_rachford`` the operator splitting of Winston and Kolter (2020) (ReLU only).
 
-Add a method with :func:`register_solver`. Use :func:`solve_fixed_point` for the public entry point; it
-is differentiable by implicit differentiation (see :mod:`linf_opt.implicit`).
+Add a method with :func:`register_solver`. The public entry point is :func:`linf_opt.equilibrium.implicit.solve_fixed_point`; it
+is differentiable by implicit differentiation (see :mod:`linf_opt.equilibrium.implicit`).
 
     >>> x, stats = solve_fixed_point(A, B, u)            # average iteration with α*
     >>> stats.iterations, bool(stats.converged.all())
@@ -32,12 +32,12 @@ from typing import Callable, Protocol
 
 import torch
 
-from ._tensor import as_matrix, check_finite, check_scalar, like_input, to_torch
-from .activations import Activation, get_activation
-from .errors import ConvergenceError, ConvergenceWarning, ShapeError
-from .measures import _average_step, _row_measures
+from linf_opt._tensor import as_matrix, check_finite, check_scalar, like_input, to_torch
+from linf_opt.equilibrium.activations import Activation, get_activation
+from linf_opt.errors import ConvergenceError, ConvergenceWarning, ShapeError
+from linf_opt.operators.measures import _average_step, _row_measures
 
-__all__ = ["SolverStats", "solve_fixed_point", "register_solver", "get_solver", "SOLVERS",
+__all__ = ["SolverStats", "register_solver", "get_solver", "SOLVERS",
            "default_tol", "a_priori_iterations"]
 
 
@@ -323,7 +323,7 @@ def forward_backward_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, tra
 
 @register_solver("peaceman_rachford")
 def peaceman_rachford_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
-    """Peaceman–Rachford splitting (SPEC §4) with V = (I + α(I − A))⁻¹, one inverse per call; α defaults to 1."""
+    """Peaceman–Rachford splitting (docs/mathematics.md §4) with V = (I + α(I − A))⁻¹, one inverse per call; α defaults to 1."""
     _require_relu(act, "peaceman_rachford")
     alpha = 1.0 if alpha is None else float(alpha)
     n = A.shape[0]
@@ -359,7 +359,7 @@ def check_step(alpha, A: torch.Tensor, method: str, strict: bool) -> float | Non
         a_star = float(_average_step(A))
         if a > a_star * (1 + 1e-12):
             msg = (f"alpha: the average iteration is guaranteed only for α ∈ (0, α*] with α* = {a_star:.6g} "
-                   f"(SPEC §4), got {a:.6g}")
+                   f"(docs/mathematics.md §4), got {a:.6g}")
             if strict:
                 raise ValueError(msg)
             warnings.warn(msg, ConvergenceWarning, stacklevel=3)
@@ -405,51 +405,3 @@ def prepare_inputs(A, B, u, b, *, dtype=None):
     else:
         bt = None
     return At, Bt, ut, bt, was_numpy, single
-
-
-def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alpha=None, tol=None,
-                      max_iter=1000, *, rtol=None, x0=None, strict=False, trace=False,
-                      backward="average", backward_tol=None):
-    """Solve x = Φ(A x + B u + b) for every sample (row) of u; return ``(x, SolverStats)``.
-
-    Args:
-        A: (n, n); B: (n, r); u: (batch, r) or (r,); b: (n,) or None. numpy or torch.
-        activation: a name from :data:`linf_opt.activations.ACTIVATIONS` or an :class:`Activation`.
-        method: a registered solver name ("average", "picard", "anderson", "forward_backward",
-            "peaceman_rachford").
-        alpha: step; default α* for average/anderson, 1 for picard and peaceman_rachford.
-        tol, rtol: stop when ‖x − Φ(Ax + Bu + b)‖∞ ≤ tol + rtol·‖x‖∞ (defaults by dtype, see default_tol).
-        max_iter: iteration limit; reaching it unconverged warns (``ConvergenceWarning``) or, with
-            ``strict=True``, raises :class:`ConvergenceError`. A step outside (0, α*] also raises in strict mode.
-        x0: initial point (batch, n), default zero.
-        trace: record the maximum residual after every iteration in ``stats.trace``.
-        backward, backward_tol: how gradients are computed when an input requires grad (exact implicit
-            differentiation, :mod:`linf_opt.implicit`): "average" (adjoint average iteration in ℓ1) or "direct".
-
-    Returns:
-        x of shape (batch, n) (or (n,) for a single sample) in the caller's type, and the stats.
-
-        >>> A = np.array([[-3.0, 1.0], [0.5, 0.2]]); B = np.eye(2)
-        >>> x, st = solve_fixed_point(A, B, np.array([1.0, -1.0]))
-    """
-    At, Bt, ut, bt, was_numpy, single = prepare_inputs(A, B, u, b)
-    act = get_activation(activation)
-    get_solver(method)
-    alpha = check_step(alpha, At, method, strict)
-    d_tol, d_rtol = default_tol(At.dtype)
-    tol = d_tol if tol is None else check_scalar(tol, "tol", low=0.0)
-    rtol = d_rtol if rtol is None else check_scalar(rtol, "rtol", low=0.0)
-    max_iter = int(check_scalar(max_iter, "max_iter", low=0))
-    Q = ut @ Bt.t() if bt is None else torch.addmm(bt, ut, Bt.t())
-    if x0 is not None:
-        x0, _ = to_torch(x0, "x0", dtype=At.dtype, device=At.device)
-        x0 = x0.reshape(Q.shape) if x0.numel() == Q.numel() else None
-        if x0 is None:
-            raise ShapeError(f"x0: expected shape {tuple(Q.shape)}")
-        check_finite(x0, "x0")
-    from .implicit import equilibrium  # implicit differentiation sits on top of the solvers
-    x, stats = equilibrium(At, Q, act, method=method, alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter,
-                           x0=x0, strict=strict, trace=trace, backward=backward, backward_tol=backward_tol)
-    if single:
-        x = x.squeeze(0)
-    return like_input(x, was_numpy), stats

@@ -1,4 +1,4 @@
-"""Constrained training by projected gradient (SPEC §6): the training problem, solved.
+"""Constrained training by projected gradient (docs/mathematics.md §6): the training problem, solved.
 
     minimize over A, B, b, C, D, c   (1/N) Σₖ ℓ(y(uₖ), tₖ) + λ · Lip-surrogate
     subject to                        xₖ = Φ(A xₖ + B uₖ + b),   A ∈ S  (e.g. μ∞(A) ≤ γ)
@@ -9,12 +9,12 @@ differentiation), takes a torch optimizer step on all parameters, then enforces 
 - ``enforce = "project"``: A ← Π_S(A), the exact Euclidean projection, and the invariant
   A ∈ S (up to round-off) is checked after every step — an :class:`InvariantError` otherwise;
 - ``enforce = "reparam"``: A is a function of free parameters that lands in S by construction
-  (:mod:`linf_opt.parametrizations`), checked the same way;
+  (:mod:`linf_opt.models.parametrizations`), checked the same way;
 - ``enforce = "free"``: no constraint (the baseline); membership is only reported.
 
 Weighted ℓ∞ (``set = "weighted_mu_inf"`` or ``learn_weights = true``): the weights η are re-estimated
 at the start of every epoch as the Perron vector of the Metzler majorant of A (the η minimizing
-μ_{∞,η}(A), SPEC §2), and A is kept in P(γ, η). A run directory holds ``problem.toml``,
+μ_{∞,η}(A), docs/mathematics.md §2), and A is kept in P(γ, η). A run directory holds ``problem.toml``,
 ``checkpoint.pt`` (written atomically each epoch), ``history.jsonl`` (one line per epoch) and
 ``summary.json``; ``resume=True`` continues from the checkpoint and reproduces the uninterrupted run.
 
@@ -35,16 +35,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from .config import Problem, load_problem, override, problem_to_dict, problem_to_toml
-from .data import Dataset, load_dataset
-from .errors import ConfigError, InvariantError, LinfOptError
-from .lipschitz import lipschitz_bound, lipschitz_surrogate
-from .measures import mu_inf, optimal_weights
-from .network import ImplicitNetwork
-from .parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
-from .projections import prepare_kernels
-from .sets import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
+from linf_opt.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from linf_opt.training.config import Problem, load_problem, override, problem_to_dict, problem_to_toml
+from linf_opt.data.datasets import Dataset, load_dataset
+from linf_opt.errors import ConfigError, InvariantError, LinfOptError
+from linf_opt.models.lipschitz import lipschitz_bound, lipschitz_surrogate
+from linf_opt.operators.measures import mu_inf, optimal_weights
+from linf_opt.models.implicit_network import ImplicitNetwork
+from linf_opt.models.parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
+from linf_opt.sets.projections import prepare_kernels
+from linf_opt.sets.feasible import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "build_network", "build_feasible_set",
            "evaluate", "load_run"]
@@ -169,9 +169,9 @@ class Trainer:
     """Projected-gradient training of one :class:`Problem`; see the module docstring.
 
     Args:
-        problem: the training problem (from :func:`linf_opt.config.load_problem`).
+        problem: the training problem (from :func:`linf_opt.training.config.load_problem`).
         out_dir: run directory (checkpoints, logs); None keeps everything in memory.
-        data: a preloaded :class:`~linf_opt.data.Dataset` (default: loaded from ``problem.data``).
+        data: a preloaded :class:`~linf_opt.data.datasets.Dataset` (default: loaded from ``problem.data``).
         progress: show tqdm progress bars.
         callbacks: functions ``f(trainer, info)`` called after every step (after the projection and the
             invariant check); ``info`` holds ``step``, ``epoch``, ``loss`` and the solver stats.
@@ -279,14 +279,14 @@ class Trainer:
 
     # -- one epoch ----------------------------------------------------------------------------------
     def _loss(self, U, T, epoch_fraction: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """The training loss: task loss, or the robust loss of SPEC §8 with ``[robust]``, + λ·surrogate."""
+        """The training loss: task loss, or the robust loss of docs/mathematics.md §8 with ``[robust]``, + λ·surrogate."""
         Y = self.net(U)
         info: dict[str, float] = {}
         r = self.problem.robust
         if r.enabled:
             # (1 − κ) CE(y(u), t) + κ CE(−z̲(u), t), ε and κ ramped by the schedule at the fractional epoch
-            from .data import eps_to_normalized, to_normalized
-            from .robust_training import robust_loss, robust_schedule
+            from linf_opt.data.datasets import eps_to_normalized, to_normalized
+            from linf_opt.robustness.robust_training import robust_loss, robust_schedule
             eps_pixel, mix = robust_schedule(r, epoch_fraction)
             loss, rinfo = robust_loss(self.net, U, T, eps_to_normalized(eps_pixel), mix,
                                       lower=float(to_normalized(0.0)), upper=float(to_normalized(1.0)), logits=Y)

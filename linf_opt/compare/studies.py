@@ -1,7 +1,7 @@
-"""Comparing the feasible sets (SPEC §7): is the ℓ∞ search space larger than the ℓ2 / SDP alternatives?
+"""Comparing the feasible sets (docs/mathematics.md §7): is the ℓ∞ search space larger than the ℓ2 / SDP alternatives?
 
 Six conditions on the hidden-to-hidden matrix A, all at the same level γ (the monotone set with
-m = 1 − γ), each one :mod:`linf_opt.sets` object:
+m = 1 − γ), each one :mod:`linf_opt.sets.feasible` object:
 
     norm_inf           ‖A‖∞ ≤ γ                        El Ghaoui's norm ball
     mu_inf             μ∞(A) ≤ γ                       the ℓ∞ polytope
@@ -24,7 +24,7 @@ Five studies, each a function returning a dataclass with the data and a matplotl
 
 :func:`write_report` runs them and writes ``report.md`` with PNG figures (``linf-opt compare``).
 
-    >>> from linf_opt.compare import containment_study, default_ensembles
+    >>> from linf_opt.compare.studies import containment_study, default_ensembles
     >>> study = containment_study(default_ensembles(5, samples=100)); study.violations
     []
     >>> study.figure.savefig("containment.png")
@@ -46,15 +46,15 @@ from matplotlib.figure import Figure
 from scipy.stats import norm as _normal
 from tqdm.auto import tqdm
 
-from ._tensor import as_matrix, check_scalar
-from .measures import metzler_majorant, mu_2, mu_inf, spectral_abscissa
-from .sdp import (SDPTooLargeError, diagonal_metric_certificate, diagonal_metric_value_2x2, diagonally_scaled_mu_2,
+from linf_opt._tensor import as_matrix, check_scalar
+from linf_opt.operators.measures import metzler_majorant, mu_2, mu_inf, spectral_abscissa
+from linf_opt.sets.sdp import (SDPTooLargeError, diagonal_metric_certificate, diagonal_metric_value_2x2, diagonally_scaled_mu_2,
                   perron_metric)
-from .sets import (DiagonalMetricSet, FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, PerronFrobeniusSet,
+from linf_opt.sets.feasible import (DiagonalMetricSet, FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall, PerronFrobeniusSet,
                    WeightedMuInf)
 
 __all__ = [
-    "SET_ORDER", "SET_LABELS", "NESTING", "SPEC_EXAMPLES", "comparison_sets", "memberships", "check_nesting",
+    "SET_ORDER", "SET_LABELS", "NESTING", "COUNTER_EXAMPLES", "comparison_sets", "memberships", "check_nesting",
     "EnsembleSpec", "default_ensembles", "random_ensemble", "ContainmentStudy", "containment_study",
     "spec_examples_table", "SliceStudy", "slice_study", "standard_slices", "slices_figure", "VolumeStudy",
     "volume_study", "volume_table", "DistanceStudy", "distance_study", "train_unconstrained_matrix", "TRAINING_VARIANTS",
@@ -75,12 +75,12 @@ _SHORT = {"norm_inf": "norm", "mu_inf": "μ∞", "perron_frobenius": "PF", "weig
           "monotone": "monotone", "diagonal_metric": "diag. metric"}
 _COLORS = {"norm_inf": "tab:gray", "mu_inf": "tab:blue", "perron_frobenius": "tab:purple",
            "weighted_mu_inf": "tab:cyan", "monotone": "tab:orange", "diagonal_metric": "tab:green"}
-#: (subset, superset) pairs that hold for every A at the same γ (SPEC §7; ρ(|A|) ≤ ‖A‖∞ for the second).
+#: (subset, superset) pairs that hold for every A at the same γ (docs/mathematics.md §7; ρ(|A|) ≤ ‖A‖∞ for the second).
 NESTING = (("norm_inf", "mu_inf"), ("norm_inf", "perron_frobenius"), ("mu_inf", "weighted_mu_inf"),
            ("perron_frobenius", "weighted_mu_inf"), ("weighted_mu_inf", "diagonal_metric"),
            ("monotone", "diagonal_metric"))
-#: the counter-examples of SPEC §7 (μ∞ and monotone are not nested either way).
-SPEC_EXAMPLES = {
+#: the counter-examples of docs/mathematics.md §7 (μ∞ and monotone are not nested either way).
+COUNTER_EXAMPLES = {
     "skew [[0, 3], [−3, 0]]": np.array([[0.0, 3.0], [-3.0, 0.0]]),
     "negative diagonal [[−10, 9.9], [0, 0]]": np.array([[-10.0, 9.9], [0.0, 0.0]]),
     "asymmetric [[0, 10], [0.01, 0]]": np.array([[0.0, 10.0], [0.01, 0.0]]),
@@ -91,7 +91,7 @@ def comparison_sets(gamma: float = 0.9, *, names: Iterable[str] = SET_ORDER, for
                     max_seconds: float | None = None) -> dict[str, FeasibleSet]:
     """The six sets at the common level γ (monotone: m = 1 − γ), keyed by registry name.
 
-    ``force`` and ``max_seconds`` go to :class:`~linf_opt.sets.DiagonalMetricSet` (SDP size guard).
+    ``force`` and ``max_seconds`` go to :class:`~linf_opt.sets.feasible.DiagonalMetricSet` (SDP size guard).
     """
     gamma = check_scalar(gamma, "gamma")
     make = {
@@ -330,10 +330,10 @@ def _containment_figure(study: ContainmentStudy) -> Figure:
 
 
 def spec_examples_table(gamma: float = 0.9) -> list[dict[str, Any]]:
-    """Membership and value of each SPEC §7 counter-example in each set (rows of dicts)."""
+    """Membership and value of each docs/mathematics.md §7 counter-example in each set (rows of dicts)."""
     sets = comparison_sets(gamma)
     rows = []
-    for label, A in SPEC_EXAMPLES.items():
+    for label, A in COUNTER_EXAMPLES.items():
         row: dict[str, Any] = {"matrix": label}
         for name, S in sets.items():
             row[name] = bool(S.contains(A))
@@ -373,7 +373,7 @@ def slice_study(A0, D1, D2, *, extent=(-3.0, 3.0, -3.0, 3.0), resolution: int = 
     """Evaluate every set on the grid A₀ + s D₁ + t D₂, (s, t) in ``extent`` = (s₀, s₁, t₀, t₁).
 
     For n = 2 the diagonal metric uses its closed form (exact, fast); for larger n its membership comes
-    from :meth:`~linf_opt.sets.DiagonalMetricSet.contains` (SDPs only for undecided points) and its
+    from :meth:`~linf_opt.sets.feasible.DiagonalMetricSet.contains` (SDPs only for undecided points) and its
     margin is ±1 (inside/outside). ``points`` marks named matrices: {label: (s, t)}.
     """
     A0, D1, D2 = (np.asarray(as_matrix(M, name)[0].double().numpy()) for M, name in
@@ -444,7 +444,7 @@ def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, se
        band around s = −t (it ignores skew parts), the diagonal metric all of st ≤ 0 and the cross;
     2. diagonal plane [[s, 2], [0.5, t]] (asymmetric off-diagonal): the norm ball is empty, PF bounded,
        μ∞ and weighted unbounded toward negative diagonals;
-    3. [[s, t], [0, 0]] through SPEC's [[−10, 9.9], [0, 0]]: μ∞ is a wedge |t| ≤ γ − s, monotone a
+    3. [[s, t], [0, 0]] through the [[−10, 9.9], [0, 0]]: μ∞ is a wedge |t| ≤ γ − s, monotone a
        parabola |t| ≤ 2√(γ(γ − s)): the ℓ∞ polytope grows linearly with the negative diagonal;
     4. random n×n: A = N + s I + t K with N a random matrix and K a random skew-symmetric matrix
        (‖K‖∞ = 1): the skew direction is free for the monotone set and costs |t| for μ∞.
@@ -687,8 +687,8 @@ def distance_study(A, *, gamma: float = 0.9, source: str = "", max_seconds: floa
 def train_unconstrained_matrix(problem="problems/function_estimation.toml", *, progress: bool = False,
                                **overrides) -> np.ndarray:
     """Train ``problem`` with ``constraint.set = "none"`` (free A) and return the trained A (float64)."""
-    from .config import load_problem, override
-    from .training import train
+    from linf_opt.training.config import load_problem, override
+    from linf_opt.training.trainer import train
 
     p = override(load_problem(problem), **{"constraint.set": "none", "constraint.enforce": "free",
                                            "solver.backward": "direct", **overrides})
@@ -773,7 +773,7 @@ class TrainingStudy:
 
 
 def _row_from_run(variant: str, summary: Mapping[str, Any], net, problem) -> dict[str, Any]:
-    from .lipschitz import lipschitz_bound
+    from linf_opt.models.lipschitz import lipschitz_bound
 
     A = net.A.detach().double().cpu()
     try:
@@ -811,11 +811,11 @@ def training_study(problem, *, variants: Mapping[str, Mapping[str, Any]] | Seque
     mean forward/backward solver iterations, mean epoch time (s), not_converged (training solves that
     hit the iteration limit) and test_not_converged (test samples, final network).
     """
-    from .config import load_problem, override, problem_to_dict
-    from .data import load_dataset
-    from .errors import ConfigError
-    from .errors import ConvergenceWarning
-    from .training import Trainer, evaluate, load_run
+    from linf_opt.training.config import load_problem, override, problem_to_dict
+    from linf_opt.data.datasets import load_dataset
+    from linf_opt.errors import ConfigError
+    from linf_opt.errors import ConvergenceWarning
+    from linf_opt.training.trainer import Trainer, evaluate, load_run
 
     base = load_problem(problem)
     if overrides:
@@ -955,7 +955,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
           "Every set at the same level γ (monotone: m = 1 − γ). Nesting that must hold: "
           + "; ".join(f"{_SHORT[a]} ⊂ {_SHORT[b]}" for a, b in NESTING) + ".", ""]
 
-    md += ["## SPEC §7 counter-examples", "", "✓ = in the set (value in parentheses).", "",
+    md += ["## docs/mathematics.md §7 counter-examples", "", "✓ = in the set (value in parentheses).", "",
            _md_examples(spec_examples_table(gamma)), ""]
 
     steps.set_postfix_str("containment")
@@ -1009,7 +1009,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
         runs = [root / "none_free"] + sorted(root.glob("none_free_seed*"))
         run = next((r for r in runs if (r / "checkpoint.pt").is_file()), None)
         if run is not None:
-            from .training import load_run
+            from linf_opt.training.trainer import load_run
             net, _ = load_run(run, map_location="cpu")
             distance_matrix, source = net.A.detach().double().numpy(), f"the unconstrained A of {run}"
     if distance_matrix is None:

@@ -1,8 +1,8 @@
 """Robustness evaluation of a trained classifier: clean, FGSM, PGD and certified accuracy over ε, timed.
 
 One table for a list of radii ε (attack scale, pixels for MNIST): the clean accuracy, the accuracy
-under each attack (:mod:`linf_opt.attacks`) and the certified accuracy of each certificate
-(:mod:`linf_opt.certify`), each with the wall-clock time it took over the whole set, plus a plot of
+under each attack (:mod:`linf_opt.robustness.attacks`) and the certified accuracy of each certificate
+(:mod:`linf_opt.robustness.certify`), each with the wall-clock time it took over the whole set, plus a plot of
 accuracy against ε. ``linf-opt certify RUN_DIR --eps ...`` runs it on a trained run's MNIST test set.
 
     >>> report = evaluate_robustness(net, pixels, labels, [0.01, 0.1], space=MNIST)
@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .attacks import ATTACKS, attack_accuracy
-from .certify import METHODS, certify
-from .input_space import MNIST, InputSpace, check_eps
+from linf_opt.robustness.attacks import ATTACKS, attack_accuracy
+from linf_opt.robustness.certify import METHODS, certify
+from linf_opt.robustness.input_space import MNIST, InputSpace, check_eps
 
 __all__ = ["RobustnessRecord", "RobustnessReport", "evaluate_robustness", "format_table", "plot_accuracy",
            "run_certify"]
@@ -67,7 +67,7 @@ def evaluate_robustness(net, inputs, labels, eps_values: Sequence[float], *, spa
         inputs, labels: the evaluation set at the attack scale of ``space`` (MNIST pixels by default).
         eps_values: radii for the attacks (attack scale); certify_eps: radii for the certificates
             (default: the same).
-        methods: certificates (see :data:`linf_opt.certify.METHODS`); attacks: "fgsm" and/or "pgd".
+        methods: certificates (see :data:`linf_opt.robustness.certify.METHODS`); attacks: "fgsm" and/or "pgd".
         pgd_steps, pgd_restarts, seed: PGD settings (step size 2.5 ε / steps).
         batch_size: samples per attack / certification batch.
         log: called with one line per measurement as it completes (e.g. ``print``).
@@ -182,8 +182,8 @@ def plot_accuracy(report: RobustnessReport, path, title: str = "") -> Path:
 
 def run_certify(args) -> int:
     """The ``linf-opt certify`` command: evaluate a run directory on its MNIST test set."""
-    from .data import load_mnist
-    from .training import load_run
+    from linf_opt.data.datasets import load_mnist
+    from linf_opt.training.trainer import load_run
 
     net, problem = load_run(args.run_dir, map_location="cpu")
     if problem.data.kind != "mnist":

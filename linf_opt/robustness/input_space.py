@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._tensor import check_finite, check_scalar, to_torch
-from .data import MNIST_MEAN, MNIST_STD
-from .errors import NonFiniteError, ShapeError
+from linf_opt._tensor import check_finite, check_scalar, to_torch
+from linf_opt.data.datasets import MNIST_MEAN, MNIST_STD
+from linf_opt.errors import NonFiniteError, ShapeError
 
 __all__ = ["InputSpace", "PIXELS", "MNIST", "IDENTITY", "check_eps"]
 
@@ -94,7 +94,7 @@ class InputSpace:
             hint = ""
             if self.low == 0.0 and self.high == 1.0 and below < 0:
                 hint = (" (normalized MNIST inputs? pass pixels p ∈ [0, 1] with space=MNIST, or convert with "
-                        "linf_opt.data.to_pixels)")
+                        "linf_opt.data.datasets.to_pixels)")
             raise ValueError(f"{name}: expected values in the valid input range [{self.low:g}, {self.high:g}] at "
                              f"the attack scale, got values in [{below:.6g}, {above:.6g}]{hint}")
 
@@ -121,7 +121,7 @@ IDENTITY = InputSpace()
 PIXELS = InputSpace(0.0, 1.0)
 """Pixels in [0, 1] fed to the model as they are."""
 MNIST = InputSpace(0.0, 1.0, MNIST_MEAN, MNIST_STD)
-"""Pixels in [0, 1] fed to the model normalized, x = (p − 0.1307)/0.3081 (see :mod:`linf_opt.data`)."""
+"""Pixels in [0, 1] fed to the model normalized, x = (p − 0.1307)/0.3081 (see :mod:`linf_opt.data.datasets`)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def prepare_batch(inputs, labels, eps, space: InputSpace, model_dtype=None):
     inputs must lie in the space's valid range (attack scale), labels be class indices, ε ≥ 0 finite.
     """
     if not isinstance(space, InputSpace):
-        raise TypeError(f"space: expected an InputSpace (e.g. linf_opt.input_space.MNIST), got {type(space).__name__}")
+        raise TypeError(f"space: expected an InputSpace (e.g. linf_opt.robustness.input_space.MNIST), got {type(space).__name__}")
     P, was_numpy = to_torch(inputs, "inputs", dtype=model_dtype)
     if P.ndim == 0:
         raise ShapeError("inputs: expected a batch of shape (batch, ...), got a scalar")

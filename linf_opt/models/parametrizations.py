@@ -1,4 +1,4 @@
-"""Reparametrizations that make A well-posed by construction (SPEC §6, "alternative parametrizations").
+"""Reparametrizations that make A well-posed by construction (docs/mathematics.md §6, "alternative parametrizations").
 
 They trade the projection for a map from free parameters onto the set, and plug into
 ``torch.nn.utils.parametrize`` so that ``net.A`` is computed from the free parameters on every access:
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ._tensor import check_scalar
+from linf_opt._tensor import check_scalar
 
 __all__ = ["MuInfParametrization", "MonotoneParametrization", "apply_parametrization"]
 

@@ -1,4 +1,4 @@
-"""The implicit (equilibrium) network as a ``torch.nn.Module`` (SPEC §1).
+"""The implicit (equilibrium) network as a ``torch.nn.Module`` (docs/mathematics.md §1).
 
     x = Φ(A x + B u + b),   y = C x + D u + c
 
@@ -18,13 +18,13 @@ import math
 import torch
 from torch import nn
 
-from ._tensor import check_finite, check_scalar
-from .activations import Activation, get_activation
-from .errors import ShapeError
-from .implicit import EquilibriumRecord, equilibrium
-from .measures import _row_measures, _scaled
-from .projections import project_mu_inf
-from .solvers import check_step, get_solver, SolverStats
+from linf_opt._tensor import check_finite, check_scalar
+from linf_opt.equilibrium.activations import Activation, get_activation
+from linf_opt.errors import ShapeError
+from linf_opt.equilibrium.implicit import EquilibriumRecord, equilibrium
+from linf_opt.operators.measures import _row_measures, _scaled
+from linf_opt.sets.projections import project_mu_inf
+from linf_opt.equilibrium.solvers import check_step, get_solver, SolverStats
 
 __all__ = ["ImplicitNetwork"]
 
@@ -170,8 +170,8 @@ class ImplicitNetwork(nn.Module):
         return _row_measures(_scaled(self.A, self.eta)).amax()
 
     def lipschitz_bound(self, kind: str = "tight", eta=None) -> torch.Tensor:
-        """Certified ℓ∞→ℓ∞ Lipschitz bound of u ↦ y (SPEC §5); see :func:`linf_opt.lipschitz.lipschitz_bound`."""
-        from .lipschitz import lipschitz_bound
+        """Certified ℓ∞→ℓ∞ Lipschitz bound of u ↦ y (docs/mathematics.md §5); see :func:`linf_opt.models.lipschitz.lipschitz_bound`."""
+        from linf_opt.models.lipschitz import lipschitz_bound
         return lipschitz_bound(self, kind=kind, eta=eta)
 
 

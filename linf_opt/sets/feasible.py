@@ -1,6 +1,6 @@
 """Feasible sets of well-posed implicit models: one object per condition, one small interface.
 
-Each well-posedness condition of SPEC §3 and §7 is a set {A : value(A) ≤ bound}. Training projects onto
+Each well-posedness condition of docs/mathematics.md §3 and §7 is a set {A : value(A) ≤ bound}. Training projects onto
 a set after every optimizer step; the comparison module iterates over sets. Every set offers
 
     value(A)              its defining function (μ∞, ‖·‖∞, μ₂, …), batched, in the caller's type
@@ -13,7 +13,7 @@ a set after every optimizer step; the comparison module iterates over sets. Ever
 
 and new conditions are added as new classes plus one ``register_set`` call, without touching callers:
 
-    >>> from linf_opt.sets import get_set
+    >>> from linf_opt.sets.feasible import get_set
     >>> S = get_set("mu_inf", gamma=0.9)                 # MuInfPolytope(gamma=0.9)
     >>> A = S.project(np.random.randn(50, 50)); S.contains(A)
     True
@@ -28,10 +28,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
-from .errors import ConfigError, ShapeError
-from .measures import _row_measures, _scaled, mu_2, mu_inf, norm_inf
-from .projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
+from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
+from linf_opt.errors import ConfigError, ShapeError
+from linf_opt.operators.measures import (_row_measures, _scaled, metzler_majorant, mu_2, mu_inf, norm_inf,
+                                         optimal_weights, spectral_abscissa)
+import linf_opt.sets.sdp as _sdp
+from linf_opt.sets.projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
                           _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, project_mu_2, project_mu_inf,
                           project_norm_inf)
 
@@ -174,10 +176,10 @@ class _GammaLevelSet(FeasibleSet):
 
 
 class MuInfPolytope(FeasibleSet):
-    """The ℓ∞ polytope P(γ, η) = {A : μ_{∞,η}(A) ≤ γ} of SPEC §3 (convex, unbounded toward −diagonal).
+    """The ℓ∞ polytope P(γ, η) = {A : μ_{∞,η}(A) ≤ γ} of docs/mathematics.md §3 (convex, unbounded toward −diagonal).
 
-    ``project`` (methods of :func:`~linf_opt.projections.project_mu_inf`) keeps a cached
-    :class:`~linf_opt.projections.MuInfProjector`, so repeated training-step projections pay little
+    ``project`` (methods of :func:`~linf_opt.sets.projections.project_mu_inf`) keeps a cached
+    :class:`~linf_opt.sets.projections.MuInfProjector`, so repeated training-step projections pay little
     per call; ``warm_start=True`` starts each projection from the previous multipliers (exact either
     way; 10–25% fewer passes in projected-gradient training runs, and not more in any we measured).
 
@@ -306,14 +308,14 @@ class MonotoneSet(FeasibleSet):
 
 
 # ---------------------------------------------------------------------------------------------------
-# the non-convex sets of the comparison (SPEC §7): weighted ℓ∞, Perron–Frobenius, diagonal metric
+# the non-convex sets of the comparison (docs/mathematics.md §7): weighted ℓ∞, Perron–Frobenius, diagonal metric
 # ---------------------------------------------------------------------------------------------------
 # They have no Euclidean projection (has_projection is False). Each offers ``feasible_point(A)``
 # instead: a point of the set near A (A itself when A is inside), so ‖A − feasible_point(A)‖_F is an
 # upper bound on the distance to the set. It is a heuristic, not the nearest point.
 
-from .measures import metzler_majorant, optimal_weights, spectral_abscissa  # noqa: E402
-from . import sdp as _sdp  # noqa: E402
+
+
 
 __all__ += ["WeightedMuInf", "PerronFrobeniusSet", "DiagonalMetricSet"]
 
@@ -328,10 +330,10 @@ def _per_matrix(fn, t: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
 class WeightedMuInf(_GammaLevelSet):
     """Weighted ℓ∞: {A : ∃η > 0 with μ_{∞,η}(A) ≤ γ} = {A : α(M(A)) ≤ γ}, a union of polytopes P(γ, η).
 
-    ``value`` is the spectral abscissa of the Metzler majorant, α(M(A)) = inf_η μ_{∞,η}(A) (SPEC §2);
+    ``value`` is the spectral abscissa of the Metzler majorant, α(M(A)) = inf_η μ_{∞,η}(A) (docs/mathematics.md §2);
     the set is not convex (for 2×2, α(M) = √(|a₁₂a₂₁|) on a zero diagonal: a hyperbola).
     ``feasible_point(A)`` (heuristic) is the nearer of the Euclidean projections onto the polytopes
-    P(γ, η*) and P(γ, 1), η* the Perron weights of M(A) (:func:`~linf_opt.measures.optimal_weights`):
+    P(γ, η*) and P(γ, 1), η* the Perron weights of M(A) (:func:`~linf_opt.operators.measures.optimal_weights`):
     a point of the set, generally not the nearest one, and never farther than the ℓ∞ polytope's
     projection. Training under this set projects onto P(γ, η*) with η* re-estimated once per epoch.
 
@@ -349,7 +351,7 @@ class WeightedMuInf(_GammaLevelSet):
         return spectral_abscissa(metzler_majorant(A))
 
     def weights(self, A):
-        """The (near-)optimal weights η* and μ_{∞,η*}(A) (see :func:`~linf_opt.measures.optimal_weights`)."""
+        """The (near-)optimal weights η* and μ_{∞,η*}(A) (see :func:`~linf_opt.operators.measures.optimal_weights`)."""
         return optimal_weights(A)
 
     def feasible_point(self, A):
@@ -401,7 +403,7 @@ class DiagonalMetricSet(FeasibleSet):
     equilibrium networks use γ = 1, strict). Non-convex in A (convex for a fixed Λ).
 
     ``value(A)`` is ν(A) = inf over diagonal D ≻ 0 of μ₂(D A D⁻¹), the least level c for which some
-    diagonal Λ = D² gives ΛA + AᵀΛ ⪯ 2cΛ (:func:`~linf_opt.sdp.diagonal_metric_value`: bisection with
+    diagonal Λ = D² gives ΛA + AᵀΛ ⪯ 2cΛ (:func:`~linf_opt.sets.sdp.diagonal_metric_value`: bisection with
     one margin SDP per step to relative accuracy ``rtol``; the value returned is certified by a Λ
     recomputed in float64; closed form for n = 2). It contains the monotone set μ₂ ≤ γ (Λ = I) and the
     weighted ℓ∞ set α(M(A)) ≤ γ (Λ from the Perron vectors of M(A)).
@@ -410,9 +412,9 @@ class DiagonalMetricSet(FeasibleSet):
     scale(A)) as in the other sets' tolerance (so boundary points of the monotone and weighted sets,
     e.g. their projections, are inside): cheap certificates first (Λ = I, Perron, 2×2 closed form),
     the spectral obstruction α(A) ≥ level, and only then one SDP. ``certificate(A)`` returns the
-    :class:`~linf_opt.sdp.DiagonalMetricCertificate` at level γ (strict: a returned Λ has level
+    :class:`~linf_opt.sets.sdp.DiagonalMetricCertificate` at level γ (strict: a returned Λ has level
     < γ − eps/2) and keeps it in ``last_certificate``. SDPs estimated above ``max_seconds`` (default
-    ``sdp.DEFAULT_MAX_SECONDS``) raise :class:`~linf_opt.sdp.SDPTooLargeError` unless ``force=True``;
+    ``sdp.DEFAULT_MAX_SECONDS``) raise :class:`~linf_opt.sets.sdp.SDPTooLargeError` unless ``force=True``;
     failed solves raise :class:`~linf_opt.errors.ProjectionError` with the solver status.
 
         >>> S = DiagonalMetricSet(0.9); S.contains(np.array([[0.0, 10.0], [0.01, 0.0]]))
@@ -451,7 +453,7 @@ class DiagonalMetricSet(FeasibleSet):
         return like_input(v.to(t.dtype) if t.is_floating_point() else v, was_numpy)
 
     def certificate(self, A) -> _sdp.DiagonalMetricCertificate:
-        """The certificate for one matrix at level γ (see :func:`~linf_opt.sdp.diagonal_metric_certificate`)."""
+        """The certificate for one matrix at level γ (see :func:`~linf_opt.sets.sdp.diagonal_metric_certificate`)."""
         cert = _sdp.diagonal_metric_certificate(A, self.gamma, eps=self.eps, **self._sdp_args())
         self.last_certificate = cert
         return cert

@@ -1,9 +1,9 @@
-"""ℓ∞ adversarial attacks: FGSM and PGD with random start and restarts (SPEC §8).
+"""ℓ∞ adversarial attacks: FGSM and PGD with random start and restarts (docs/mathematics.md §8).
 
-Design: an attack works at the *attack scale* of an :class:`~linf_opt.input_space.InputSpace` — the
+Design: an attack works at the *attack scale* of an :class:`~linf_opt.robustness.input_space.InputSpace` — the
 scale at which ε and the valid range are stated (pixels in [0, 1] for images) — and feeds the model
 ``space.to_model(p)``. ``model`` is any callable from model inputs (batch, ...) to logits (batch, q)
-(an :class:`~linf_opt.network.ImplicitNetwork`, a ``torch.nn.Module``, a function); ``inputs`` and the
+(an :class:`~linf_opt.models.implicit_network.ImplicitNetwork`, a ``torch.nn.Module``, a function); ``inputs`` and the
 returned adversarial examples are at the attack scale, and every returned point p′ satisfies
 
     ‖p′ − p‖∞ ≤ ε   and   low ≤ p′ ≤ high
@@ -18,7 +18,7 @@ range, negative or non-finite ε, and bad labels raise errors that name the argu
   samples, so that results do not depend on ``batch_size``).
 - :func:`attack_accuracy`: accuracy on the adversarial examples of either attack, in batches.
 
-    >>> from linf_opt.input_space import MNIST
+    >>> from linf_opt.robustness.input_space import MNIST
     >>> adv = pgd(net, pixels, labels, eps=0.1, space=MNIST, steps=40, restarts=1, seed=0)
     >>> acc = attack_accuracy(net, pixels, labels, 0.1, attack="pgd", space=MNIST)
 """
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._tensor import like_input
-from .errors import ShapeError
-from .input_space import PIXELS, InputSpace, batch_slices, check_eps, prepare_batch
+from linf_opt._tensor import like_input
+from linf_opt.errors import ShapeError
+from linf_opt.robustness.input_space import PIXELS, InputSpace, batch_slices, check_eps, prepare_batch
 
 __all__ = ["fgsm", "pgd", "attack_accuracy", "ATTACKS"]
 

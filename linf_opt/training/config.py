@@ -32,7 +32,7 @@ from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 import torch
 
-from .errors import ConfigError
+from linf_opt.errors import ConfigError
 
 __all__ = [
     "Problem", "DataConfig", "ModelConfig", "ConstraintConfig", "RegularizerConfig", "OptimizerConfig",
@@ -287,7 +287,7 @@ _RELU_ONLY_METHODS = ("forward_backward", "peaceman_rachford")  # Φ must be the
 class DataConfig(_Section):
     """``[data]``: which data set to train and test on.
 
-    kind         "function_estimation" (f(u) = sin(3u) + 0.5u on [−2, 2], SPEC §9) or "mnist".
+    kind         "function_estimation" (f(u) = sin(3u) + 0.5u on [−2, 2], docs/mathematics.md §9) or "mnist".
     data_dir     MNIST directory; "" searches the default places (see ``data.resolve_data_dir``).
     n_train      function estimation: number of noisy training samples.
     n_test       function estimation: number of points of the noise-free test grid.
@@ -307,7 +307,7 @@ class DataConfig(_Section):
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """``[model]``: the implicit network x = Φ(Ax + Bu + b), y = Cx + Du + c (SPEC §1).
+    """``[model]``: the implicit network x = Φ(Ax + Bu + b), y = Cx + Du + c (docs/mathematics.md §1).
 
     hidden          n, the dimension of the hidden state x.
     activation      φ: "relu", "leaky_relu", "tanh" or "sigmoid" (all slopes in [0, 1]).
@@ -325,7 +325,7 @@ class ModelConfig(_Section):
 
 @dataclass(frozen=True)
 class ConstraintConfig(_Section):
-    """``[constraint]``: the well-posedness condition on A and how training keeps it (SPEC §3, §6, §7).
+    """``[constraint]``: the well-posedness condition on A and how training keeps it (docs/mathematics.md §3, §6, §7).
 
     set            "mu_inf": μ_{∞,η}(A) ≤ γ; "weighted_mu_inf": ∃η > 0 with μ_{∞,η}(A) ≤ γ;
                    "norm_inf": ‖A‖_{∞,η} ≤ γ (El Ghaoui); "monotone": μ₂(A) ≤ 1 − m; "none".
@@ -372,7 +372,7 @@ class ConstraintConfig(_Section):
 
 @dataclass(frozen=True)
 class RegularizerConfig(_Section):
-    """``[regularizer]``: the Lipschitz penalty λ · surrogate added to the loss (SPEC §5, §6).
+    """``[regularizer]``: the Lipschitz penalty λ · surrogate added to the loss (docs/mathematics.md §5, §6).
 
     lipschitz_weight  λ ≥ 0 (0 disables the penalty).
     surrogate         "norm_product": ‖C‖∞ ‖B‖∞ / (1 − γ); "sum_of_squares": (‖B‖∞² + ‖C‖∞²) / (2(1 − γ)),
@@ -425,7 +425,7 @@ class TrainingConfig(_Section):
 
 @dataclass(frozen=True)
 class SolverConfig(_Section):
-    """``[solver]``: the fixed-point solver of the equilibrium and of its backward pass (SPEC §4).
+    """``[solver]``: the fixed-point solver of the equilibrium and of its backward pass (docs/mathematics.md §4).
 
     method        "average" (x⁺ = (1 − α)x + αΦ(Ax + Bu + b) with α = α*), "picard" (α = 1),
                   "anderson" (accelerated average), "forward_backward", "peaceman_rachford"
@@ -447,7 +447,7 @@ class SolverConfig(_Section):
 
 @dataclass(frozen=True)
 class RobustConfig(_Section):
-    """``[robust]``: certified-robust training with the embedded network bounds (SPEC §8).
+    """``[robust]``: certified-robust training with the embedded network bounds (docs/mathematics.md §8).
 
     enabled          whether the robust loss is used (classification only).
     eps              final ℓ∞ radius ε of the input box, at pixel scale [0, 1] (≥ 0).

@@ -1,4 +1,4 @@
-"""Exact Euclidean projections onto the well-posedness sets (SPEC §6, §7).
+"""Exact Euclidean projections onto the well-posedness sets (docs/mathematics.md §6, §7).
 
 Every function returns the nearest point in the Frobenius norm, in the caller's type, dtype and device:
 
@@ -28,7 +28,7 @@ Methods for finding λ, all exact (they select the active set, then apply the fo
   Rows that are already feasible, and rows that converged, are dropped from later passes.
 - ``"sort"``: sort the breakpoints |vⱼ|/wⱼ of every row (``torch.sort``) and locate the piece with
   cumulative sums: O(n² log n) per matrix, one pass whatever the data.
-- ``"exact"`` (default): on CPU, the compiled kernel of :mod:`linf_opt._row_kernel` (numba): the
+- ``"exact"`` (default): on CPU, the compiled kernel of :mod:`linf_opt.sets._row_kernel` (numba): the
   same Newton pivoting one row at a time in scalar loops, with row sums in float64, 10–20× faster
   than the tensor forms at training sizes, where operator dispatch dominates them. On an accelerator
   (CUDA), matrices of at most ``HOST_KERNEL_MAX_ENTRIES`` entries make a round trip to the same kernel,
@@ -44,7 +44,7 @@ Methods for finding λ, all exact (they select the active set, then apply the fo
 Guarantees of the closed forms: feasible rows come back bit-identical. On projected rows the computed
 row value fl(xᵢ + Σ wⱼ|xⱼ|) is made ≤ γ exactly (a round-off-sized repair of xᵢ, or of the largest
 |xⱼ| on the ℓ1 ball), so the output passes the same test that decided feasibility, and projecting
-twice returns the first result bit for bit. The measures of :mod:`linf_opt.measures` sum in another
+twice returns the first result bit for bit. The measures of :mod:`linf_opt.operators.measures` sum in another
 order and may exceed γ by round-off (a few ulps of the row's ℓ1 mass). Results are detached from
 autograd (projected gradient steps do not differentiate through the projection).
 
@@ -62,8 +62,8 @@ import warnings
 import numpy as np
 import torch
 
-from ._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
-from .errors import NonFiniteError, ProjectionError, ShapeError
+from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
+from linf_opt.errors import NonFiniteError, ProjectionError, ShapeError
 
 __all__ = [
     "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
@@ -165,7 +165,7 @@ def _row_values(X, W, idx, out=None):
 
 
 def _multipliers_sort(T, c, P, Wsq, linear: bool) -> torch.Tensor:
-    """λ per row by sorting the breakpoints T (descending) and cumulative sums (SPEC §6)."""
+    """λ per row by sorting the breakpoints T (descending) and cumulative sums (docs/mathematics.md §6)."""
     m = T.shape[-1]
     if Wsq is None:
         Ts = torch.sort(T, dim=-1, descending=True).values
@@ -314,9 +314,9 @@ def _repair(X, W, idx, g: torch.Tensor, work=None) -> None:
 
 @functools.cache
 def _cpu_kernel():
-    """The compiled row kernel (:mod:`linf_opt._row_kernel`), or None where numba is unavailable."""
+    """The compiled row kernel (:mod:`linf_opt.sets._row_kernel`), or None where numba is unavailable."""
     try:
-        from . import _row_kernel
+        import linf_opt.sets._row_kernel as _row_kernel
     except ImportError:  # pragma: no cover - numba is a dependency; the torch closed forms remain
         return None
     except Exception as exc:  # pragma: no cover - e.g. numba finds no writable cache directory
@@ -377,7 +377,7 @@ def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVO
                            info: dict | None = None, name: str = "A", out: torch.Tensor | None = None):
     """``_project_rows`` for ``method="exact"`` on CPU: the compiled kernel, one row at a time.
 
-    Same mathematics and guarantees as the torch closed forms (see :mod:`linf_opt._row_kernel`), with
+    Same mathematics and guarantees as the torch closed forms (see :mod:`linf_opt.sets._row_kernel`), with
     the row values accumulated in float64 for either dtype; 4–30× faster than them at n = 50 to 2000
     (``bench/projection.py``). Returns (X, λ) with λ in float64.
     ``out``: a contiguous CPU tensor of V's shape and dtype to write X into; it may be V itself (the
@@ -644,7 +644,7 @@ def _mu_inf_rows(t: torch.Tensor, w: torch.Tensor | None):
 
 def project_mu_inf(A, gamma, eta=None, method: str = "exact", *, tol=None, solver_options=None,
                    check_tol=None):
-    """Euclidean projection onto the ℓ∞ polytope P(γ, η) = {X : μ_{∞,η}(X) ≤ γ} (SPEC §6).
+    """Euclidean projection onto the ℓ∞ polytope P(γ, η) = {X : μ_{∞,η}(X) ≤ γ} (docs/mathematics.md §6).
 
     Solves  argmin_X ‖X − A‖_F  s.t.  xᵢᵢ + Σ_{j≠i} |xᵢⱼ| ηⱼ/ηᵢ ≤ γ for every row i,  row by row: a
     feasible row is returned bit-identical, an infeasible one becomes xᵢᵢ = aᵢᵢ − λᵢ,
@@ -737,7 +737,7 @@ def _conv_rows(t: torch.Tensor, centre):
 
 def project_conv_kernel(K, gamma, method: str = "exact", *, centre=None, tol=None, solver_options=None,
                         check_tol=None):
-    """Project a convolution kernel so that its circular-padding operator has μ∞ ≤ γ (SPEC §6).
+    """Project a convolution kernel so that its circular-padding operator has μ∞ ≤ γ (docs/mathematics.md §6).
 
     With circular padding every row of the operator of output channel c holds the same entries, so the
     polytope is one row constraint per output channel,
@@ -831,7 +831,7 @@ def _project_mu2_cvxpy(t: torch.Tensor, bound: float, tol, solver_options, check
 
 
 def project_mu_2(A, bound, method: str = "eig", *, tol=None, solver_options=None, check_tol=None):
-    """Euclidean projection onto the monotone set {X : μ₂(X) = λ_max((X + Xᵀ)/2) ≤ b} (SPEC §7).
+    """Euclidean projection onto the monotone set {X : μ₂(X) = λ_max((X + Xᵀ)/2) ≤ b} (docs/mathematics.md §7).
 
     Solves  argmin_X ‖X − A‖_F  s.t.  (X + Xᵀ)/2 ⪯ b I.  The Frobenius norm splits A into its symmetric
     part S and skew part K orthogonally and the constraint involves S only, so (``method="eig"``)

@@ -1,4 +1,4 @@
-"""Matrix norms and matrix measures (log-norms) that decide well-posedness (SPEC §2).
+"""Matrix norms and matrix measures (log-norms) that decide well-posedness (docs/mathematics.md §2).
 
 For A ∈ ℝ^{n×n} and positive weights η (η = 1 when omitted):
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from ._tensor import as_matrix, as_weights, check_scalar, like_input, to_torch, check_finite
+from linf_opt._tensor import as_matrix, as_weights, check_scalar, like_input, to_torch, check_finite
 
 __all__ = [
     "mu_inf", "norm_inf", "mu_1", "mu_2", "norm_inf_rect", "metzler_majorant", "spectral_abscissa",
@@ -128,7 +128,7 @@ def _optimal_weights_single(A: np.ndarray, eps: float) -> tuple[np.ndarray, floa
     off = (M != 0) & ~np.eye(n, dtype=bool)
     ncomp, _ = connected_components(off.astype(np.int8), directed=True, connection="strong")
     if ncomp > 1:
-        # Reducible: the infimum need not be attained; perturb every off-diagonal entry (SPEC §2).
+        # Reducible: the infimum need not be attained; perturb every off-diagonal entry (docs/mathematics.md §2).
         scale = max(np.abs(M).max(), 1.0)
         M = M + eps * scale * (~np.eye(n, dtype=bool))
     eta = _perron_weights(M)
@@ -166,7 +166,7 @@ def _average_step(A: torch.Tensor) -> torch.Tensor:
 
 
 def average_step(A):
-    """Optimal step of the average iteration, α* = 1 / (1 − minᵢ min(aᵢᵢ, 0)) ∈ (0, 1] (SPEC §4)."""
+    """Optimal step of the average iteration, α* = 1 / (1 − minᵢ min(aᵢᵢ, 0)) ∈ (0, 1] (docs/mathematics.md §4)."""
     t, was_numpy = as_matrix(A, "A")
     return like_input(_average_step(t), was_numpy)
 

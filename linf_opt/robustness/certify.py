@@ -1,4 +1,4 @@
-"""Certified ℓ∞ robustness of implicit networks: reachable boxes and certificates (SPEC §8).
+"""Certified ℓ∞ robustness of implicit networks: reachable boxes and certificates (docs/mathematics.md §8).
 
 **Embedded (mixed-monotone) network.** Split A into A_up = diag(A) + (off-diagonal part)⁺ and
 A_dn = (off-diagonal part)⁻ = A − A_up. For an input box [u̲, ū] the 2n-dimensional implicit network
@@ -15,7 +15,7 @@ x*(u) ∈ [x̲, x̄] (Φ is monotone: slopes ≥ 0), and with y = Cx + Du + c
 The relative classifier bounds zⱼ = yᵢ − yⱼ directly with the rows of TC, T = eᵢ1ᵀ − I:
 z̲ⱼ = (Cᵢ − Cⱼ)x_c − |Cᵢ − Cⱼ| x_r (+ the same for D), with the box written as centre ± radius. It is
 never looser than y̲ᵢ − ȳⱼ. Everything here is built from differentiable torch operations and
-:func:`linf_opt.implicit.equilibrium`, so robust training gets exact implicit gradients.
+:func:`linf_opt.equilibrium.implicit.equilibrium`, so robust training gets exact implicit gradients.
 
 **Soundness of computed bounds.** A solve stops at a residual r = ‖x − Φ(Âx + q̂)‖∞, not at the exact
 fixed point. The average map contracts with factor 1 − α(1 − μ⁺) and moves by α r, so the exact fixed
@@ -29,10 +29,10 @@ A converged box is accepted for a sample only if it is verified invariant, F([l,
 small widening: then, by Brouwer's theorem and the uniqueness of x*(u), it contains x*(u). Samples where
 it diverges or fails the check are reported (``valid`` False) and never certified.
 
-**Lipschitz certificate.** With L the ℓ∞ → ℓ∞ bound of SPEC §5 (``"tight"`` or ``"paper"``), a sample
+**Lipschitz certificate.** With L the ℓ∞ → ℓ∞ bound of docs/mathematics.md §5 (``"tight"`` or ``"paper"``), a sample
 of class i is certified at radius ε (model units) when yᵢ − maxⱼ≠ᵢ yⱼ > 2Lε.
 
-Inputs of :func:`certify` are at the attack scale of an :class:`~linf_opt.input_space.InputSpace`
+Inputs of :func:`certify` are at the attack scale of an :class:`~linf_opt.robustness.input_space.InputSpace`
 (pixels for MNIST, ``space=MNIST``); the ε-ball is clipped to the valid range and mapped to the model's
 input box. :func:`reachable_box` takes a box in model units directly, for any region.
 
@@ -49,13 +49,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._tensor import check_finite, like_input, to_torch
-from .errors import ConvergenceWarning, ShapeError
-from .implicit import equilibrium
-from .input_space import PIXELS, InputSpace, batch_slices, prepare_batch
-from .lipschitz import lipschitz_bound
-from .measures import _average_step, _row_measures, _scaled
-from .solvers import SolverStats, _inf, _Monitor, _scale, default_tol, register_solver
+from linf_opt._tensor import check_finite, like_input, to_torch
+from linf_opt.errors import ConvergenceWarning, ShapeError
+from linf_opt.equilibrium.implicit import equilibrium
+from linf_opt.robustness.input_space import PIXELS, InputSpace, batch_slices, prepare_batch
+from linf_opt.models.lipschitz import lipschitz_bound
+from linf_opt.operators.measures import _average_step, _row_measures, _scaled
+from linf_opt.equilibrium.solvers import SolverStats, _inf, _Monitor, _scale, default_tol, register_solver
 
 __all__ = ["embedded_matrix", "embedded_equilibrium", "ibp_matrix", "reachable_box", "ReachableBox",
            "output_bounds", "margin_lower_bounds", "certify", "CertifyResult", "METHODS", "BOX_METHODS"]
@@ -327,7 +327,7 @@ def reachable_box(net, lower, upper, *, method: str = "mixed_monotone", tol: flo
     """Certified bounds on the hidden state and the outputs of ``net`` over the input box [lower, upper].
 
     Args:
-        net: an :class:`~linf_opt.network.ImplicitNetwork` with μ_{∞,η}(A) < 1.
+        net: an :class:`~linf_opt.models.implicit_network.ImplicitNetwork` with μ_{∞,η}(A) < 1.
         lower, upper: (batch, r) or (r,) box corners in the network's input units, lower ≤ upper.
         method: "mixed_monotone" (the embedded network) or "ibp" (interval propagation; may diverge).
         tol, rtol: solver tolerances (default by dtype, tight); max_iter: default max(net.max_iter, 5000)
@@ -429,18 +429,18 @@ def certify(net, inputs, labels, eps: float, method: str = "mixed_monotone_relat
             rtol: float | None = None, max_iter: int | None = None) -> CertifyResult:
     """Certify that ``net`` classifies each input's clipped ε-ball (attack scale) as its label.
 
-    Methods (SPEC §8):
-        "lipschitz"                 margin > 2Lε with the tight bound L (1/(1 − μ)) of SPEC §5
+    Methods (docs/mathematics.md §8):
+        "lipschitz"                 margin > 2Lε with the tight bound L (1/(1 − μ)) of docs/mathematics.md §5
         "lipschitz_paper"           the same with the paper's bound (1/(1 − μ⁺))
         "mixed_monotone"            embedded-network box: y̲_t > maxⱼ≠t ȳⱼ
         "mixed_monotone_relative"   embedded network with the relative classifier: every z̲ⱼ > 0
         "ibp"                       interval bound propagation through the fixed point (baseline)
 
     Args:
-        net: an :class:`~linf_opt.network.ImplicitNetwork` with μ_{∞,η}(A) < 1 (else ``ValueError``).
+        net: an :class:`~linf_opt.models.implicit_network.ImplicitNetwork` with μ_{∞,η}(A) < 1 (else ``ValueError``).
         inputs: (N, ...) at the attack scale of ``space``, inside its valid range; labels: (N,).
         eps: radius at the attack scale, finite, ≥ 0.
-        space: the :class:`InputSpace` (``linf_opt.input_space.MNIST`` for the MNIST networks).
+        space: the :class:`InputSpace` (``linf_opt.robustness.input_space.MNIST`` for the MNIST networks).
         batch_size: samples per solve (None: all at once).
         tol, rtol, max_iter: solver settings (defaults: tight tolerances by dtype; see reachable_box).
 

@@ -1,4 +1,4 @@
-"""Semidefinite programs of the ℓ2 well-posedness conditions (SPEC §7), solved with CVXPY + Clarabel.
+"""Semidefinite programs of the ℓ2 well-posedness conditions (docs/mathematics.md §7), solved with CVXPY + Clarabel.
 
 Two ℓ2 conditions are compared with the ℓ∞ polytope; both are decided by small SDPs:
 
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tensor import as_matrix, check_scalar
-from .errors import LinfOptError, ProjectionError
+from linf_opt._tensor import as_matrix, check_scalar
+from linf_opt.errors import LinfOptError, ProjectionError
 
 __all__ = [
     "SDPTooLargeError", "estimate_sdp_seconds", "check_sdp_size", "project_monotone_sdp",
@@ -123,14 +123,14 @@ def project_monotone_sdp(A, bound, *, force: bool = False, max_seconds: float | 
     """Euclidean projection onto {X : μ₂(X) ≤ b} solved as the SDP  min ‖X − A‖_F²  s.t.  (X + Xᵀ)/2 ⪯ bI.
 
     The reference for the closed form (keep the skew part, clip the eigenvalues of the symmetric part at
-    b; :func:`~linf_opt.projections.project_mu_2`), which it matches to about 1e-10. Delegates to
+    b; :func:`~linf_opt.sets.projections.project_mu_2`), which it matches to about 1e-10. Delegates to
     ``project_mu_2(method="cvxpy")`` after the size check: a solve estimated above ``max_seconds``
     (default 60 s; n ≳ 80) raises :class:`SDPTooLargeError` unless ``force=True``. A non-optimal solve
     raises :class:`~linf_opt.errors.ProjectionError` with the solver status. Caller's type back.
 
         >>> X = project_monotone_sdp(np.random.randn(20, 20), bound=0.9)
     """
-    from .projections import project_mu_2
+    from linf_opt.sets.projections import project_mu_2
 
     t, _ = as_matrix(A, "A")
     batch = int(np.prod(t.shape[:-2])) if t.ndim > 2 else 1

@@ -1,4 +1,4 @@
-"""Data sets of the reference experiments (SPEC §9): MNIST from IDX files, and function estimation.
+"""Data sets of the reference experiments (docs/mathematics.md §9): MNIST from IDX files, and function estimation.
 
 Everything is held in memory as torch tensors; nothing is downloaded and nothing is cached on disk.
 
@@ -10,7 +10,7 @@ Everything is held in memory as torch tensors; nothing is downloaded and nothing
 - :func:`function_estimation_data`: the no-download regression problem f(u) = sin(3u) + 0.5u.
 - :func:`load_dataset`: one entry point for the trainer, driven by the ``[data]`` configuration.
 
-    >>> from linf_opt.data import function_estimation_data
+    >>> from linf_opt.data.datasets import function_estimation_data
     >>> d = function_estimation_data(n_train=8, n_test=5); d.u_train.shape, d.lipschitz
     (torch.Size([8, 1]), 3.5)
 """
@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .errors import DataError
+from linf_opt.errors import DataError
 
 __all__ = [
     "read_idx", "write_idx", "IDX_MAGIC_IMAGES", "IDX_MAGIC_LABELS",
@@ -340,7 +340,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, split: str = "train", 
 
 
 # ---------------------------------------------------------------------------------------------------
-# Function estimation (SPEC §9)
+# Function estimation (docs/mathematics.md §9)
 # ---------------------------------------------------------------------------------------------------
 
 def target_function(u):
@@ -381,7 +381,7 @@ def _check_interval(interval) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class FunctionEstimationData:
-    """The function-estimation problem of SPEC §9: samples of f(u) = sin(3u) + 0.5u.
+    """The function-estimation problem of docs/mathematics.md §9: samples of f(u) = sin(3u) + 0.5u.
 
     u_train, y_train: (n_train, 1), u uniform on ``interval``, y = f(u) + N(0, noise²).
     u_test, y_test: (n_test, 1), an evenly spaced grid over ``interval`` (endpoints included), y = f(u)
@@ -412,7 +412,7 @@ def _check_count(value, name: str) -> int:
 def function_estimation_data(n_train: int = 200, n_test: int = 1000, noise: float = 0.05,
                              interval: tuple[float, float] = (-2.0, 2.0), seed: int = 0,
                              dtype: torch.dtype = torch.float32) -> FunctionEstimationData:
-    """Samples of f(u) = sin(3u) + 0.5u for the function-estimation experiment (SPEC §9).
+    """Samples of f(u) = sin(3u) + 0.5u for the function-estimation experiment (docs/mathematics.md §9).
 
     Training inputs are uniform on ``interval`` with targets f(u) + ε, ε ~ N(0, noise²); test inputs
     are ``n_test`` evenly spaced points with noise-free targets. The draw is made in float64 with a

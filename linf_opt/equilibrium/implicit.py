@@ -1,4 +1,4 @@
-"""Exact gradients through the equilibrium by implicit differentiation (SPEC §4).
+"""Exact gradients through the equilibrium by implicit differentiation (docs/mathematics.md §4).
 
 At the solution X (rows x* of shape (batch, n)) of X = Φ(X Aᵀ + Q), with z* = A x* + q and
 J = diag(φ′(z*)), an upstream gradient g = ∂L/∂x* gives
@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from .activations import Activation
-from .measures import _average_step
-from .solvers import SolverStats, _Monitor, default_tol, get_solver, report
+from linf_opt.equilibrium.activations import Activation
+from linf_opt.operators.measures import _average_step
+from linf_opt._tensor import check_finite, check_scalar, like_input, to_torch
+from linf_opt.equilibrium.activations import get_activation
+from linf_opt.equilibrium.solvers import (SolverStats, _Monitor, check_step, default_tol, get_solver, prepare_inputs,
+                                          report)
+from linf_opt.errors import ShapeError
 
-__all__ = ["equilibrium", "adjoint_solve", "EquilibriumRecord"]
+__all__ = ["equilibrium", "adjoint_solve", "EquilibriumRecord", "solve_fixed_point"]
 
 
 class EquilibriumRecord:
@@ -103,7 +107,7 @@ def equilibrium(A: torch.Tensor, Q: torch.Tensor, act: Activation, *, method: st
                 backward_max_iter: int | None = None, record: EquilibriumRecord | None = None):
     """Differentiable solution X of X = Φ(X Aᵀ + Q) (A: (n, n), Q: (batch, n)); returns ``(X, stats)``.
 
-    Validation is the caller's job (see :func:`linf_opt.solvers.solve_fixed_point`). Non-convergence
+    Validation is the caller's job (see :func:`solve_fixed_point`). Non-convergence
     warns, or raises in ``strict`` mode. ``record`` (optional) receives the backward stats when
     gradients are computed later.
     """
@@ -129,3 +133,50 @@ class _NoCtx:
 
     def save_for_backward(self, *args):
         pass
+
+
+def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alpha=None, tol=None,
+                      max_iter=1000, *, rtol=None, x0=None, strict=False, trace=False,
+                      backward="average", backward_tol=None):
+    """Solve x = Φ(A x + B u + b) for every sample (row) of u; return ``(x, SolverStats)``.
+
+    Args:
+        A: (n, n); B: (n, r); u: (batch, r) or (r,); b: (n,) or None. numpy or torch.
+        activation: a name from :data:`linf_opt.equilibrium.activations.ACTIVATIONS` or an :class:`Activation`.
+        method: a registered solver name ("average", "picard", "anderson", "forward_backward",
+            "peaceman_rachford").
+        alpha: step; default α* for average/anderson, 1 for picard and peaceman_rachford.
+        tol, rtol: stop when ‖x − Φ(Ax + Bu + b)‖∞ ≤ tol + rtol·‖x‖∞ (defaults by dtype, see default_tol).
+        max_iter: iteration limit; reaching it unconverged warns (``ConvergenceWarning``) or, with
+            ``strict=True``, raises :class:`ConvergenceError`. A step outside (0, α*] also raises in strict mode.
+        x0: initial point (batch, n), default zero.
+        trace: record the maximum residual after every iteration in ``stats.trace``.
+        backward, backward_tol: how gradients are computed when an input requires grad (exact implicit
+            differentiation, :mod:`linf_opt.equilibrium.implicit`): "average" (adjoint average iteration in ℓ1) or "direct".
+
+    Returns:
+        x of shape (batch, n) (or (n,) for a single sample) in the caller's type, and the stats.
+
+        >>> A = np.array([[-3.0, 1.0], [0.5, 0.2]]); B = np.eye(2)
+        >>> x, st = solve_fixed_point(A, B, np.array([1.0, -1.0]))
+    """
+    At, Bt, ut, bt, was_numpy, single = prepare_inputs(A, B, u, b)
+    act = get_activation(activation)
+    get_solver(method)
+    alpha = check_step(alpha, At, method, strict)
+    d_tol, d_rtol = default_tol(At.dtype)
+    tol = d_tol if tol is None else check_scalar(tol, "tol", low=0.0)
+    rtol = d_rtol if rtol is None else check_scalar(rtol, "rtol", low=0.0)
+    max_iter = int(check_scalar(max_iter, "max_iter", low=0))
+    Q = ut @ Bt.t() if bt is None else torch.addmm(bt, ut, Bt.t())
+    if x0 is not None:
+        x0, _ = to_torch(x0, "x0", dtype=At.dtype, device=At.device)
+        x0 = x0.reshape(Q.shape) if x0.numel() == Q.numel() else None
+        if x0 is None:
+            raise ShapeError(f"x0: expected shape {tuple(Q.shape)}")
+        check_finite(x0, "x0")
+    x, stats = equilibrium(At, Q, act, method=method, alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter,
+                           x0=x0, strict=strict, trace=trace, backward=backward, backward_tol=backward_tol)
+    if single:
+        x = x.squeeze(0)
+    return like_input(x, was_numpy), stats

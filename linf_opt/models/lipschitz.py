@@ -1,4 +1,4 @@
-"""ℓ∞ → ℓ∞ input–output Lipschitz bounds of implicit networks (SPEC §5).
+"""ℓ∞ → ℓ∞ input–output Lipschitz bounds of implicit networks (docs/mathematics.md §5).
 
 For μ = μ_{∞,η}(A) < 1 and μ⁺ = max(μ, 0):
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from ._tensor import as_weights, check_scalar
-from .measures import _row_measures, _scaled
+from linf_opt._tensor import as_weights, check_scalar
+from linf_opt.operators.measures import _row_measures, _scaled
 
 __all__ = ["lipschitz_bound", "lipschitz_surrogate", "empirical_lipschitz"]
 
@@ -26,7 +26,7 @@ def _resolve_eta(net, eta):
     if isinstance(eta, str):
         if eta != "optimal":
             raise ValueError(f"eta: expected None, 'optimal' or positive weights, got {eta!r}")
-        from .measures import optimal_weights
+        from linf_opt.operators.measures import optimal_weights
         e, _ = optimal_weights(net.A.detach())
         return e
     if eta is None:
@@ -35,10 +35,10 @@ def _resolve_eta(net, eta):
 
 
 def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
-    """Certified Lipschitz constant of u ↦ y(u) from ‖·‖∞ to ‖·‖∞ (SPEC §5), a differentiable 0-d tensor.
+    """Certified Lipschitz constant of u ↦ y(u) from ‖·‖∞ to ‖·‖∞ (docs/mathematics.md §5), a differentiable 0-d tensor.
 
     Args:
-        net: an :class:`~linf_opt.network.ImplicitNetwork` (or any object with A, B, C and optional D).
+        net: an :class:`~linf_opt.models.implicit_network.ImplicitNetwork` (or any object with A, B, C and optional D).
         kind: "tight" (1/(1 − μ)) or "paper" (1/(1 − μ⁺)).
         eta: None (the network's own weights, else unweighted), "optimal" (Perron weights of the
             Metzler majorant, the smallest μ), or explicit positive weights.
@@ -67,7 +67,7 @@ def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
 
 
 def lipschitz_surrogate(net, gamma: float, form: str = "norm_product") -> torch.Tensor:
-    """Differentiable Lipschitz surrogate for training under μ∞(A) ≤ γ (SPEC §5).
+    """Differentiable Lipschitz surrogate for training under μ∞(A) ≤ γ (docs/mathematics.md §5).
 
     "norm_product": ‖C‖∞ ‖B‖∞ / (1 − γ);  "sum_of_squares": (‖B‖∞² + ‖C‖∞²) / (2(1 − γ)) (an upper
     bound of the former). ‖D‖∞ is added when the network has a D term.

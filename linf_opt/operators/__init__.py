@@ -1,0 +1,6 @@
+"""Layer 1: weight operators x ↦ Ax and their matrix measures (μ∞, μ₂, norms, α*)."""
+from linf_opt.operators.measures import (average_step, contraction_factor, metzler_majorant, mu_1, mu_2, mu_inf,
+                                         norm_inf, norm_inf_rect, optimal_weights, row_measures, spectral_abscissa)
+
+__all__ = ["average_step", "contraction_factor", "metzler_majorant", "mu_1", "mu_2", "mu_inf", "norm_inf",
+           "norm_inf_rect", "optimal_weights", "row_measures", "spectral_abscissa"]
