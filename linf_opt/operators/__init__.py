@@ -6,5 +6,6 @@ __all__ = ["average_step", "contraction_factor", "metzler_majorant", "mu_1", "mu
            "norm_inf_rect", "optimal_weights", "row_measures", "spectral_abscissa"]
 from linf_opt.operators.base import ConstraintRows, WeightOperator
 from linf_opt.operators.dense import DenseOperator, as_operator
+from linf_opt.operators.conv import Conv2dOperator
 
-__all__ += ["ConstraintRows", "WeightOperator", "DenseOperator", "as_operator"]
+__all__ += ["ConstraintRows", "WeightOperator", "DenseOperator", "as_operator", "Conv2dOperator"]

@@ -74,6 +74,10 @@ class DenseOperator(WeightOperator):
         """M(A): the diagonal of A and |aᵢⱼ| off it."""
         return _metzler(self._A)
 
+    def majorant_operator(self) -> "DenseOperator":
+        """M(A) as an operator (the same matrix as :meth:`metzler_majorant`)."""
+        return DenseOperator(_metzler(self._A))
+
     def constraint_rows(self, eta: torch.Tensor | None = None) -> ConstraintRows:
         n = self._A.shape[0]
         idx = torch.arange(n, device=self._A.device)
