@@ -11,6 +11,13 @@ a set after every optimizer step; the comparison module iterates over sets. Ever
     distance(A)           ‖A − project(A)‖_F
     convex, has_projection, name, params
 
+Every method also takes a weight operator (:mod:`linf_opt.operators`): a
+:class:`~linf_opt.operators.dense.DenseOperator` stands for its matrix (``project`` then returns an
+operator around the projected matrix, ``project_`` projects its matrix in place), and the ℓ∞ polytope
+:class:`MuInfPolytope` takes any operator, e.g. a :class:`~linf_opt.operators.conv.Conv2dOperator`,
+through the operator's measures and constraint rows. The other sets are defined on dense matrices and
+raise ``TypeError`` for other operators.
+
 and new conditions are added as new classes plus one ``register_set`` call, without touching callers:
 
     >>> from linf_opt.sets.feasible import get_set
@@ -30,12 +37,14 @@ import torch
 
 from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
 from linf_opt.errors import ConfigError, ShapeError
+from linf_opt.operators.base import WeightOperator
+from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import (_row_measures, _scaled, metzler_majorant, mu_2, mu_inf, norm_inf,
                                          optimal_weights, spectral_abscissa)
 import linf_opt.sets.sdp as _sdp
 from linf_opt.sets.projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
-                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, project_mu_2, project_mu_inf,
-                          project_norm_inf)
+                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, _operator_eta, _project_operator,
+                          _weight_name, project_mu_2, project_mu_inf, project_norm_inf, project_operator)
 
 # machine epsilon per floating dtype, looked up after every training step (torch.finfo builds an object)
 _EPS = {d: torch.finfo(d).eps for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
@@ -73,6 +82,7 @@ class FeasibleSet(abc.ABC):
 
     def margin(self, A):
         """bound − value(A): non-negative inside the set, the distance of the level to the boundary."""
+        A = self._dense(A)
         t, was_numpy = as_matrix(A, "A")
         return like_input(self.bound - self._value_t(t), was_numpy)
 
@@ -84,6 +94,7 @@ class FeasibleSet(abc.ABC):
         ``tol=0`` tests value ≤ bound exactly. Returns a Python bool for one matrix, a bool
         array/tensor (caller's type) for a batch. Raises ``NonFiniteError`` for NaN/Inf entries.
         """
+        A = self._dense(A)
         tol = check_scalar(tol, "tol", low=0.0)
         t, was_numpy = to_torch(A, "A")
         check_square(t, "A")
@@ -120,6 +131,8 @@ class FeasibleSet(abc.ABC):
         if method not in self.methods:
             raise ValueError(f"method: expected one of {', '.join(repr(m) for m in self.methods)} for "
                              f"{type(self).__name__}, got {method!r}")
+        if isinstance(A, WeightOperator):
+            return self._project_operator(A, method)
         return self._project(A, method)
 
     def project_(self, A: torch.Tensor, method: str | None = None) -> torch.Tensor:
@@ -128,6 +141,9 @@ class FeasibleSet(abc.ABC):
         Returns A. The generic route projects out of place and copies back; sets with a faster
         in-place route (the ℓ∞ polytope on CPU) override it. Autograd does not see the change.
         """
+        if isinstance(A, WeightOperator):
+            self.project_(self._dense(A), method)  # a DenseOperator: its matrix, in place
+            return A
         if not isinstance(A, torch.Tensor):
             raise TypeError(f"A: project_ works in place on a torch tensor, got {type(A).__name__} "
                             f"(use project() for numpy arrays)")
@@ -137,12 +153,27 @@ class FeasibleSet(abc.ABC):
 
     def distance(self, A):
         """Frobenius distance ‖A − project(A)‖_F to the set (0 inside), shape (...), caller's type."""
+        A = self._dense(A)
         t, was_numpy = as_matrix(A, "A")
         t = t.detach()
         X = self.project(t)
         return like_input(torch.linalg.matrix_norm(t - X), was_numpy)
 
     # -- for subclasses ------------------------------------------------------------------------------
+    def _dense(self, A):
+        """A's matrix for a DenseOperator, A itself when it is no operator; ``TypeError`` for other operators."""
+        if isinstance(A, WeightOperator):
+            if isinstance(A, DenseOperator):
+                return A.as_matrix()
+            raise TypeError(f"{type(self).__name__}: the set {self!r} is defined on dense matrices, got the "
+                            f"operator {A!r} ({type(A).__name__}); only MuInfPolytope takes other weight "
+                            f"operators (pass A.as_matrix() to use the dense matrix)")
+        return A
+
+    def _project_operator(self, op: WeightOperator, method: str) -> WeightOperator:
+        """``project`` for an operator: the projected matrix of a DenseOperator, as an operator."""
+        return op.with_weight(torch.as_tensor(self._project(self._dense(op).detach(), method)))
+
     def _value_t(self, t: torch.Tensor) -> torch.Tensor:
         return self.value(t)
 
@@ -213,8 +244,45 @@ class MuInfPolytope(FeasibleSet):
         return {"gamma": self.gamma, "eta": None if self.eta is None else self.eta.tolist()}
 
     def value(self, A):
-        """μ_{∞,η}(A) = maxᵢ (aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ)."""
-        return mu_inf(A, self.eta)
+        """μ_{∞,η}(A) = maxᵢ (aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ); for a weight operator other than a dense one,
+        ``op.mu_inf(η)`` (exact, float64, a 0-dim tensor; η reshaped to the operator's state shape)."""
+        if isinstance(A, WeightOperator) and not isinstance(A, DenseOperator):
+            return A.mu_inf(_operator_eta(A, self.eta))
+        return mu_inf(self._dense(A), self.eta)
+
+    def margin(self, A):
+        if isinstance(A, WeightOperator) and not isinstance(A, DenseOperator):
+            return self.bound - self.value(A)
+        return super().margin(A)
+
+    def contains(self, A, tol: float = 1e-9):
+        """As :meth:`FeasibleSet.contains`; for a weight operator other than a dense one, with value
+        ``op.mu_inf(η)`` and scale max(‖A‖∞, ‖A‖₁) of the operator's matrix (from ``op.abs_sums()`` when
+        the operator has it, else from ``op.as_matrix()``). Returns a Python bool."""
+        if not isinstance(A, WeightOperator) or isinstance(A, DenseOperator):
+            return super().contains(A, tol)
+        tol = check_scalar(tol, "tol", low=0.0)
+        w = A.weight.detach()
+        check_finite(w, _weight_name(A))
+        if tol > 0:
+            tol = max(tol, 32 * (_EPS.get(w.dtype) or torch.finfo(w.dtype).eps))
+        value = float(self.value(A))
+        if tol == 0:
+            return value <= self.bound
+        if hasattr(A, "abs_sums"):
+            rows, cols = A.abs_sums()
+        else:
+            M = A.as_matrix().detach().abs()
+            rows, cols = M.sum(-1), M.sum(-2)
+        scale = max(float(rows.detach().amax()), float(cols.detach().amax())) if rows.numel() else 0.0
+        return value < math.inf and value <= self.bound + tol * max(scale, 1.0, abs(self.bound))
+
+    def distance(self, A):
+        """‖A − project(A)‖_F; for a weight operator other than a dense one, measured on the weight
+        (kernel space for a convolution: ‖K − Π(K)‖_F)."""
+        if isinstance(A, WeightOperator) and not isinstance(A, DenseOperator):
+            return torch.linalg.vector_norm(A.weight.detach() - self.project(A).weight)
+        return super().distance(A)
 
     def _value_t(self, t: torch.Tensor) -> torch.Tensor:
         # the same formula on an already validated tensor, with the weights converted once per
@@ -241,7 +309,31 @@ class MuInfPolytope(FeasibleSet):
             return self._projector(A)
         return project_mu_inf(A, self.gamma, self.eta, method)
 
+    def _project_operator(self, op: WeightOperator, method: str) -> WeightOperator:
+        """A new operator around the projected weight: a DenseOperator's matrix as before; any other
+        operator through its constraint rows (:func:`~linf_opt.sets.projections.project_operator`: for a
+        Conv2dOperator the exact kernel-space projection of every output channel's slice, which gives
+        μ∞(A) ≤ γ for every image size and is the projection onto {μ∞(A) ≤ γ} when H ≥ kh and W ≥ kw)."""
+        if isinstance(op, DenseOperator):
+            return super()._project_operator(op, method)
+        return project_operator(op, self.gamma, method, eta=self.eta)
+
     def project_(self, A: torch.Tensor, method: str | None = None) -> torch.Tensor:
+        """Project in place: a tensor A (on CPU the compiled kernel writes into A), a DenseOperator's
+        matrix (the same fast path), or any other operator's weight through its constraint rows (a
+        contiguous CPU weight is written by the compiled kernel directly, others are copied back).
+        Returns A."""
+        if isinstance(A, DenseOperator):
+            self.project_(A.weight, method)
+            return A
+        if isinstance(A, WeightOperator):
+            if method is None:
+                method = self.default_method
+            if method not in self.methods:
+                raise ValueError(f"method: expected one of {', '.join(repr(m) for m in self.methods)} for "
+                                 f"{type(self).__name__}, got {method!r}")
+            _project_operator(A, self.gamma, _operator_eta(A, self.eta), method, out=True)
+            return A
         if method in (None, "exact") and isinstance(A, torch.Tensor):
             return self._projector.project_(A)  # on CPU: the compiled kernel writes into A
         return super().project_(A, method)
@@ -264,7 +356,7 @@ class NormInfBall(_GammaLevelSet):
 
     def value(self, A):
         """‖A‖∞ = maxᵢ Σⱼ |aᵢⱼ|."""
-        return norm_inf(A)
+        return norm_inf(self._dense(A))
 
     def _project(self, A, method: str):
         as_matrix(A, "A")  # the set holds square matrices (project_norm_inf itself also takes rectangles)
@@ -299,7 +391,7 @@ class MonotoneSet(FeasibleSet):
 
     def value(self, A):
         """μ₂(A) = λ_max((A + Aᵀ)/2)."""
-        return mu_2(A)
+        return mu_2(self._dense(A))
 
     def _project(self, A, method: str):
         if method == "cvxpy":  # the SDP, refused (SDPTooLargeError) when estimated above a minute
@@ -347,15 +439,18 @@ class WeightedMuInf(_GammaLevelSet):
 
     def value(self, A):
         """α(M(A)) = max Re λ(M(A)), M(A) the Metzler majorant (diagonal aᵢᵢ, off-diagonal |aᵢⱼ|)."""
+        A = self._dense(A)
         as_matrix(A, "A")
         return spectral_abscissa(metzler_majorant(A))
 
     def weights(self, A):
         """The (near-)optimal weights η* and μ_{∞,η*}(A) (see :func:`~linf_opt.operators.measures.optimal_weights`)."""
-        return optimal_weights(A)
+        return optimal_weights(self._dense(A))
 
     def feasible_point(self, A):
         """A itself when inside, else the nearer of Π_{P(γ, η*(A))}(A) and Π_{P(γ, 1)}(A) (heuristic)."""
+        if isinstance(A, WeightOperator):
+            return A.with_weight(torch.as_tensor(self.feasible_point(self._dense(A).detach())))
         t, was_numpy = as_matrix(A, "A")
         t = t.detach()
         eta, _ = optimal_weights(t.double())
@@ -385,11 +480,13 @@ class PerronFrobeniusSet(_GammaLevelSet):
 
     def value(self, A):
         """ρ(|A|), the Perron root of the entrywise absolute value (= α(|A|) for a non-negative matrix)."""
-        t, was_numpy = as_matrix(A, "A")
+        t, was_numpy = as_matrix(self._dense(A), "A")
         return like_input(torch.as_tensor(spectral_abscissa(t.abs())).clamp(min=0), was_numpy)
 
     def feasible_point(self, A):
         """A when inside, else (γ/ρ(|A|))·A, a point on the boundary (heuristic, caller's type)."""
+        if isinstance(A, WeightOperator):
+            return A.with_weight(torch.as_tensor(self.feasible_point(self._dense(A).detach())))
         t, was_numpy = as_matrix(A, "A")
         t = t.detach()
         rho = torch.as_tensor(self.value(t))
@@ -448,20 +545,20 @@ class DiagonalMetricSet(FeasibleSet):
 
     def value(self, A):
         """ν(A) = inf_D μ₂(D A D⁻¹) over positive diagonal D (certified to relative accuracy ``rtol``)."""
-        t, was_numpy = as_matrix(A, "A")
+        t, was_numpy = as_matrix(self._dense(A), "A")
         v = _per_matrix(lambda a: _sdp.diagonal_metric_value(a, rtol=self.rtol, **self._sdp_args())[0], t)
         return like_input(v.to(t.dtype) if t.is_floating_point() else v, was_numpy)
 
     def certificate(self, A) -> _sdp.DiagonalMetricCertificate:
         """The certificate for one matrix at level γ (see :func:`~linf_opt.sets.sdp.diagonal_metric_certificate`)."""
-        cert = _sdp.diagonal_metric_certificate(A, self.gamma, eps=self.eps, **self._sdp_args())
+        cert = _sdp.diagonal_metric_certificate(self._dense(A), self.gamma, eps=self.eps, **self._sdp_args())
         self.last_certificate = cert
         return cert
 
     def contains(self, A, tol: float = 1e-9):
         """Whether a verified Λ exists at level γ + tol·max(1, |γ|, scale(A)); bool or bool array/tensor."""
         tol = check_scalar(tol, "tol", low=0.0)
-        t, was_numpy = as_matrix(A, "A")
+        t, was_numpy = as_matrix(self._dense(A), "A")
         if t.is_floating_point():
             tol = max(tol, 32 * torch.finfo(t.dtype).eps)
 
@@ -484,6 +581,8 @@ class DiagonalMetricSet(FeasibleSet):
         from above (heuristic; A itself when A is inside). When the membership SDP is refused for its
         size, only the cheap certificates decide whether A is inside.
         """
+        if isinstance(A, WeightOperator):
+            return A.with_weight(torch.as_tensor(self.feasible_point(self._dense(A).detach())))
         t, was_numpy = as_matrix(A, "A")
         t = t.detach()
         X1 = torch.as_tensor(project_mu_2(t, self.gamma))

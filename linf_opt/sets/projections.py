@@ -6,6 +6,7 @@ Every function returns the nearest point in the Frobenius norm, in the caller's 
     project_norm_inf(A, γ)      argmin_X ‖X − A‖_F  s.t.  ‖X‖∞ ≤ γ         (El Ghaoui's norm ball)
     project_mu_2(A, b)          argmin_X ‖X − A‖_F  s.t.  μ₂(X) ≤ b         (the monotone set)
     project_conv_kernel(K, γ)   the μ∞ projection of a circular convolution, one row per output channel
+    project_operator(op, γ)     the μ∞ projection of a weight operator, through its constraint rows
 
 The first two split into independent row problems. Row v with its "diagonal" (linear) coordinate at
 position i and weights wⱼ = ηⱼ/ηᵢ is projected onto { x : xᵢ + Σ_{j≠i} wⱼ |xⱼ| ≤ γ } by
@@ -64,9 +65,11 @@ import torch
 
 from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, check_square, like_input, to_torch
 from linf_opt.errors import NonFiniteError, ProjectionError, ShapeError
+from linf_opt.operators.base import WeightOperator
+from linf_opt.operators.dense import DenseOperator
 
 __all__ = [
-    "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "MuInfProjector",
+    "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "project_operator", "MuInfProjector",
     "MU_INF_METHODS", "NORM_INF_METHODS", "MU_2_METHODS", "DEFAULT_CVXPY_TOL", "DEFAULT_SDP_TOL",
     "EXACT_SORT_MAX_ROW", "HOST_KERNEL_MAX_ENTRIES",
 ]
@@ -763,6 +766,98 @@ def project_conv_kernel(K, gamma, method: str = "exact", *, centre=None, tol=Non
     X, _ = _project_rows(V.detach(), None, idx, gamma, m, tol=tol, solver_options=solver_options,
                          check_tol=check_tol, name="K")
     return like_input(X.reshape(t.shape), was_numpy)
+
+
+def _operator_eta(op: WeightOperator, eta):
+    """η for an operator: None, or positive weights reshaped to ``op.state_shape`` (any shape of n entries)."""
+    if eta is None:
+        return None
+    e, _ = to_torch(eta, "eta", dtype=op.dtype, device=op.device)
+    if e.numel() != op.n:
+        raise ShapeError(f"eta: expected {op.n} positive weights (shape {tuple(op.state_shape)} or ({op.n},)) for "
+                         f"{op!r}, got shape {tuple(e.shape)}")
+    check_finite(e, "eta")
+    if not bool((e > 0).all()):
+        raise ValueError(f"eta: expected strictly positive weights, got minimum {float(e.min()):.3g}")
+    return e.reshape(op.state_shape)
+
+
+def _operator_rows(op: WeightOperator, eta):
+    """(V, W, idx, name) of an operator's constraint rows, in the form of ``_project_rows``."""
+    rows = op.constraint_rows(eta)
+    V = rows.values.detach()
+    W = None if rows.weights is None else rows.weights.detach().to(V.dtype)
+    if W is not None and not W.is_contiguous():
+        W = W.contiguous()
+    idx = rows.diagonal.reshape(-1, 1).to(device=V.device, dtype=torch.long)
+    return V, W, idx
+
+
+def _weight_name(op: WeightOperator) -> str:
+    return "A" if isinstance(op, DenseOperator) else "kernel" if hasattr(op, "kernel") else "weight"
+
+
+def _project_operator(op: WeightOperator, gamma: float, e, method: str, *, out: bool = False, **kw):
+    """The projected weight of ``op`` (a new tensor; with ``out=True`` written into the weight when the
+    rows are a contiguous CPU view of it and the compiled kernel runs, else copied back)."""
+    name = _weight_name(op)
+    _check_float(op.weight, name)
+    if op.weight.numel() == 0:
+        return op.weight.detach().clone()
+    V, W, idx = _operator_rows(op, e)
+    if (out and method == "exact" and V.device.type == "cpu" and V.is_contiguous() and _cpu_kernel() is not None
+            and V.data_ptr() == op.weight.data_ptr() and V.numel() == op.weight.numel()
+            and op.weight.is_contiguous()):
+        _project_rows_compiled(V, W, idx, gamma, name=name, out=V)  # reads each entry before writing it
+        return op.weight
+    X, _ = _project_rows(V, W, idx, gamma, method, name=name, **kw)
+    X = X.reshape(op.weight.shape)
+    if out:
+        op.weight.detach().copy_(X)
+        return op.weight
+    return X
+
+
+def project_operator(op, gamma, method: str = "exact", *, eta=None, tol=None, solver_options=None,
+                     check_tol=None) -> WeightOperator:
+    """The operator with its weight projected onto the polytope of its constraint rows (a new operator).
+
+    Each row of ``op.constraint_rows(η)`` (docs/mathematics.md §10) is projected exactly:
+    argmin ‖V′ − V‖_F over V′[i, dᵢ] + Σ_{j≠dᵢ} wᵢⱼ |V′[i, j]| ≤ γ, with the methods and solver arguments
+    of :func:`project_mu_inf` (``"cvxpy"``: the CVXPY/Clarabel reference backend, row by row).
+
+    - :class:`~linf_opt.operators.dense.DenseOperator`: the rows are A's rows: the same result as
+      :func:`project_mu_inf` on the matrix, the projection onto {μ_{∞,η}(A) ≤ γ}.
+    - :class:`~linf_opt.operators.conv.Conv2dOperator`: one row per output channel, the kernel slice
+      K[c] with the own-channel centre tap as the linear coordinate: the same result as
+      :func:`project_conv_kernel`. It guarantees μ∞(A) ≤ γ for every image size and padding (border rows
+      and aliased taps only lower the row values) and is exactly the Euclidean projection onto
+      {μ∞(A) ≤ γ} in kernel space when H ≥ kh and W ≥ kw. On smaller images the kernel set is a strict
+      subset of {K : μ∞(A) ≤ γ}: the result is feasible but may be farther than the nearest feasible kernel.
+      ``eta`` (n weights, shape (C, H, W)) must be constant on each channel.
+
+    Returns a new operator of the same structure (``op.with_weight``), weight detached; ``op`` is not
+    modified. Raises ``TypeError`` for a non-operator or a non-float32/float64 weight, ``NonFiniteError``
+    naming the weight (``A``/``kernel``) for NaN/Inf entries, ``ValueError`` for NaN γ or an unknown method.
+
+        >>> P = project_operator(Conv2dOperator(torch.randn(4, 4, 3, 3), (8, 8)), gamma=0.5)
+        >>> float(P.mu_inf()) <= 0.5 + 1e-6
+        True
+    """
+    if not isinstance(op, WeightOperator):
+        raise TypeError(f"op: expected a WeightOperator (DenseOperator, Conv2dOperator, …), got {type(op).__name__} "
+                        f"(use project_mu_inf for a matrix)")
+    gamma = check_scalar(gamma, "gamma")
+    m = _check_method(method, MU_INF_METHODS)
+    _check_solver_args(m, tol, solver_options, check_tol)
+    e = _operator_eta(op, eta)
+    if isinstance(op, DenseOperator):
+        _check_float(op.weight, "A")
+        X, _ = _project_mu_inf(op.weight.detach(), gamma, None if e is None else e.reshape(-1), m, tol=tol,
+                               solver_options=solver_options, check_tol=check_tol)
+        return op.with_weight(X)
+    return op.with_weight(_project_operator(op, gamma, e, m, tol=tol, solver_options=solver_options,
+                                            check_tol=check_tol))
 
 
 # ---------------------------------------------------------------------------------------------------
