@@ -311,8 +311,11 @@ def test_margin_bounds_are_differentiable():
     u = inputs_for(net, 0, batch=2)
     labels = torch.tensor([0, 2])
 
-    class Weights:   # the same attributes as the network, as plain tensors gradcheck can perturb
+    class Weights:   # the same interface as the network, over plain tensors gradcheck can perturb
         readout = ImplicitNetwork.readout
+        readout_matrix = ImplicitNetwork.readout_matrix
+        operator = ImplicitNetwork.operator
+        injection_bounds = ImplicitNetwork.injection_bounds
 
     def f(A, B, b, C):
         w = Weights()

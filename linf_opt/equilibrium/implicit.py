@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 
 from linf_opt.equilibrium.activations import Activation
-from linf_opt.operators.measures import _average_step
 from linf_opt._tensor import check_finite, check_scalar, like_input, to_torch
 from linf_opt.equilibrium.activations import get_activation
-from linf_opt.equilibrium.solvers import (SolverStats, _Monitor, check_step, default_tol, get_solver, prepare_inputs,
-                                          report)
+from linf_opt.equilibrium.solvers import (SolverStats, _Monitor, as_operator, check_step, default_tol, get_solver,
+                                          prepare_inputs, report)
 from linf_opt.errors import ShapeError
+from linf_opt.operators.base import WeightOperator
 
 __all__ = ["equilibrium", "adjoint_solve", "EquilibriumRecord", "solve_fixed_point"]
 
@@ -36,36 +36,43 @@ class EquilibriumRecord:
         self.backward: SolverStats | None = None
 
 
-def adjoint_solve(A: torch.Tensor, Jd: torch.Tensor, G: torch.Tensor, *, method: str = "average",
-                  tol: float | None = None, max_iter: int = 1000, strict: bool = False) -> tuple[torch.Tensor, SolverStats]:
-    """Solve s = g + Aᵀ J s for every row (rows: S = G + (Jd ⊙ S) A); return ``(S, stats)``.
+def adjoint_solve(A, Jd: torch.Tensor, G: torch.Tensor, *, method: str = "average",
+                  tol: float | None = None, max_iter: int = 1000, strict: bool = False,
+                  check_every: int | None = None) -> tuple[torch.Tensor, SolverStats]:
+    """Solve s = g + Aᵀ J s for every sample; return ``(S, stats)``.
 
-    ``Jd`` holds the diagonals of J (batch, n). "average": S⁺ = S + α*(G + (Jd ⊙ S)A − S), stopping when
-    ‖S − G − (Jd ⊙ S)A‖₁ ≤ tol · ‖G‖₁ per sample. "direct": a batched LU solve of (I − AᵀJ)s = g.
+    ``A`` is a weight operator or an (n, n) matrix; ``Jd`` holds the diagonals of J and G the upstream
+    gradients, both of the state's shape (batch, *state_shape). "average": S⁺ = S + α*(G + Aᵀ(Jd ⊙ S) − S),
+    stopping when ‖S − G − Aᵀ(Jd ⊙ S)‖₁ ≤ tol · ‖G‖₁ per sample (checked every ``check_every``
+    iterations). "direct": a batched LU solve of (I − AᵀJ)s = g on the dense matrix (small n only).
     """
+    op = as_operator(A)
     if tol is None:
         tol = 1e-12 if G.dtype == torch.float64 else 1e-6
+    batch = G.shape[0]
     if method == "direct":
-        n = A.shape[0]
-        M = torch.eye(n, dtype=A.dtype, device=A.device) - A.t().unsqueeze(0) * Jd.unsqueeze(1)
-        S = torch.linalg.solve(M, G.unsqueeze(-1)).squeeze(-1)
-        res = (S - G - (Jd * S) @ A).abs().sum(-1)
+        M0 = op.as_matrix()
+        n = M0.shape[0]
+        Gf, Jf = G.reshape(batch, n), Jd.reshape(batch, n)
+        M = torch.eye(n, dtype=M0.dtype, device=M0.device) - M0.t().unsqueeze(0) * Jf.unsqueeze(1)
+        Sf = torch.linalg.solve(M, Gf.unsqueeze(-1)).squeeze(-1)
+        res = (Sf - Gf - (Jf * Sf) @ M0).abs().sum(-1)
         ok = torch.isfinite(res)
         stats = SolverStats("direct", 1, res, ok, torch.ones_like(res, dtype=torch.long), None, 1)
         report(stats, strict, "adjoint (backward)")
-        return S, stats
+        return Sf.reshape(G.shape), stats
     if method != "average":
         raise ValueError(f"backward: expected 'average' or 'direct', got {method!r}")
-    alpha = float(_average_step(A))
-    gnorm = G.abs().sum(-1)
-    mon = _Monitor("adjoint_average", G.shape[0], G.device, 0.0, tol, max_iter, False, alpha)
-    S = G
+    alpha = op.average_step()
+    gnorm = G.reshape(batch, -1).abs().sum(-1)
+    mon = _Monitor("adjoint_average", batch, G.device, 0.0, tol, max_iter, False, alpha, check_every)
+    S = G.clone()
     while True:
-        T = G + (Jd * S) @ A
+        T = op.rmatvec(Jd * S).add_(G)
         mon.evaluations += 1
-        if mon.update((S - T).abs().sum(-1), gnorm):
+        if mon.due() and mon.update((S - T).reshape(batch, -1).abs().sum(-1), gnorm):
             break
-        S = torch.lerp(S, T, alpha)
+        S.lerp_(T, alpha)
         mon.k += 1
     stats = mon.stats()
     report(stats, strict, "adjoint (backward)")
@@ -73,56 +80,68 @@ def adjoint_solve(A: torch.Tensor, Jd: torch.Tensor, G: torch.Tensor, *, method:
 
 
 class _EquilibriumFunction(torch.autograd.Function):
+    """X*(weight, Q) with the operator's structure in ``opts["op"]``; gradients by the adjoint solve."""
+
     @staticmethod
-    def forward(ctx, A, Q, opts):
+    def forward(ctx, weight, Q, opts):
         act: Activation = opts["act"]
+        op = opts["op"]
         with torch.no_grad():
             x0 = opts["x0"] if opts["x0"] is not None else torch.zeros_like(Q)
             X, stats = get_solver(opts["method"])(
-                A, Q, act, x0, alpha=opts["alpha"], tol=opts["tol"], rtol=opts["rtol"],
-                max_iter=opts["max_iter"], trace=opts["trace"])
+                op, Q, act, x0, alpha=opts["alpha"], tol=opts["tol"], rtol=opts["rtol"],
+                max_iter=opts["max_iter"], trace=opts["trace"], check_every=opts["check_every"])
         opts["record"].forward = stats
         ctx.opts = opts
-        ctx.save_for_backward(A, Q, X)
+        Z = stats.preactivation
+        ctx.save_for_backward(Q, X, Z if Z is not None else Q)
+        ctx.has_z = Z is not None
         return X
 
     @staticmethod
     def backward(ctx, G):
-        A, Q, X = ctx.saved_tensors
+        Q, X, Z = ctx.saved_tensors
         opts = ctx.opts
+        op = opts["op"]
         with torch.no_grad():
-            Jd = opts["act"].derivative(torch.addmm(Q, X, A.t()))
-            S, stats = adjoint_solve(A, Jd, G, method=opts["backward"], tol=opts["backward_tol"],
-                                     max_iter=opts["backward_max_iter"], strict=opts["strict"])
+            Jd = opts["act"].derivative(Z if ctx.has_z else op.affine(X, Q))
+            S, stats = adjoint_solve(op, Jd, G, method=opts["backward"], tol=opts["backward_tol"],
+                                     max_iter=opts["backward_max_iter"], strict=opts["strict"],
+                                     check_every=opts["check_every"])
             opts["record"].backward = stats
-            V = Jd * S
-            grad_A = V.t() @ X if ctx.needs_input_grad[0] else None
-        return grad_A, V, None
+            V = S.mul_(Jd)
+            grad_w = op.weight_grad(V, X) if ctx.needs_input_grad[0] else None
+        return grad_w, V, None
 
 
-def equilibrium(A: torch.Tensor, Q: torch.Tensor, act: Activation, *, method: str = "average",
+def equilibrium(A, Q: torch.Tensor, act: Activation, *, method: str = "average",
                 alpha: float | None = None, tol: float | None = None, rtol: float | None = None,
                 max_iter: int = 1000, x0: torch.Tensor | None = None, strict: bool = False,
                 trace: bool = False, backward: str = "average", backward_tol: float | None = None,
-                backward_max_iter: int | None = None, record: EquilibriumRecord | None = None):
-    """Differentiable solution X of X = Φ(X Aᵀ + Q) (A: (n, n), Q: (batch, n)); returns ``(X, stats)``.
+                backward_max_iter: int | None = None, record: EquilibriumRecord | None = None,
+                check_every: int | None = None):
+    """Differentiable solution X of X = Φ(A X + Q); returns ``(X, stats)``.
 
-    Validation is the caller's job (see :func:`solve_fixed_point`). Non-convergence
-    warns, or raises in ``strict`` mode. ``record`` (optional) receives the backward stats when
-    gradients are computed later.
+    ``A`` is a :class:`~linf_opt.operators.base.WeightOperator` (differentiable in its ``weight``) or an
+    (n, n) matrix; Q (batch, *state_shape). Validation is the caller's job (see :func:`solve_fixed_point`).
+    Non-convergence warns, or raises in ``strict`` mode. ``record`` (optional) receives the backward
+    stats when gradients are computed later. ``check_every``: iterations between convergence checks
+    (forward and backward; default :data:`~linf_opt.equilibrium.solvers.CHECK_EVERY`).
     """
     if backward not in ("average", "direct"):
         raise ValueError(f"backward: expected 'average' or 'direct', got {backward!r}")
+    op = as_operator(A)
+    weight = op.weight
     d_tol, d_rtol = default_tol(Q.dtype)
     record = record if record is not None else EquilibriumRecord()
-    opts = dict(act=act, method=method, alpha=alpha, tol=d_tol if tol is None else tol,
+    opts = dict(act=act, op=op, method=method, alpha=alpha, tol=d_tol if tol is None else tol,
                 rtol=d_rtol if rtol is None else rtol, max_iter=max_iter, x0=x0, trace=trace,
-                backward=backward, backward_tol=backward_tol, strict=strict,
+                backward=backward, backward_tol=backward_tol, strict=strict, check_every=check_every,
                 backward_max_iter=max_iter if backward_max_iter is None else backward_max_iter, record=record)
-    if torch.is_grad_enabled() and (A.requires_grad or Q.requires_grad):
-        X = _EquilibriumFunction.apply(A, Q, opts)
+    if torch.is_grad_enabled() and (weight.requires_grad or Q.requires_grad):
+        X = _EquilibriumFunction.apply(weight, Q, opts)
     else:
-        X = _EquilibriumFunction.forward(_NoCtx(), A, Q, opts)
+        X = _EquilibriumFunction.forward(_NoCtx(), weight, Q, opts)
     stats = record.forward
     report(stats, strict)
     return X, stats
@@ -141,7 +160,8 @@ def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alph
     """Solve x = Φ(A x + B u + b) for every sample (row) of u; return ``(x, SolverStats)``.
 
     Args:
-        A: (n, n); B: (n, r); u: (batch, r) or (r,); b: (n,) or None. numpy or torch.
+        A: (n, n), or a :class:`~linf_opt.operators.base.WeightOperator` (x then has its state shape,
+            (batch, *state_shape)); B: (n, r); u: (batch, r) or (r,); b: (n,) or None. numpy or torch.
         activation: a name from :data:`linf_opt.equilibrium.activations.ACTIVATIONS` or an :class:`Activation`.
         method: a registered solver name ("average", "picard", "anderson", "forward_backward",
             "peaceman_rachford").
@@ -160,17 +180,20 @@ def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alph
         >>> A = np.array([[-3.0, 1.0], [0.5, 0.2]]); B = np.eye(2)
         >>> x, st = solve_fixed_point(A, B, np.array([1.0, -1.0]))
     """
+    op = A if isinstance(A, WeightOperator) else None
     At, Bt, ut, bt, was_numpy, single = prepare_inputs(A, B, u, b)
     act = get_activation(activation)
     get_solver(method)
     alpha = check_step(alpha, At, method, strict)
-    d_tol, d_rtol = default_tol(At.dtype)
+    d_tol, d_rtol = default_tol(Bt.dtype)
     tol = d_tol if tol is None else check_scalar(tol, "tol", low=0.0)
     rtol = d_rtol if rtol is None else check_scalar(rtol, "rtol", low=0.0)
     max_iter = int(check_scalar(max_iter, "max_iter", low=0))
     Q = ut @ Bt.t() if bt is None else torch.addmm(bt, ut, Bt.t())
+    if op is not None:
+        Q = Q.reshape(Q.shape[0], *op.state_shape)
     if x0 is not None:
-        x0, _ = to_torch(x0, "x0", dtype=At.dtype, device=At.device)
+        x0, _ = to_torch(x0, "x0", dtype=Bt.dtype, device=Bt.device)
         x0 = x0.reshape(Q.shape) if x0.numel() == Q.numel() else None
         if x0 is None:
             raise ShapeError(f"x0: expected shape {tuple(Q.shape)}")

@@ -35,10 +35,11 @@ import torch
 from linf_opt._tensor import as_matrix, check_finite, check_scalar, like_input, to_torch
 from linf_opt.equilibrium.activations import Activation, get_activation
 from linf_opt.errors import ConvergenceError, ConvergenceWarning, ShapeError
-from linf_opt.operators.measures import _average_step, _row_measures
+from linf_opt.operators.base import WeightOperator
+from linf_opt.operators.dense import DenseOperator
 
 __all__ = ["SolverStats", "register_solver", "get_solver", "SOLVERS",
-           "default_tol", "a_priori_iterations"]
+           "default_tol", "a_priori_iterations", "CHECK_EVERY"]
 
 
 @dataclass
@@ -57,7 +58,10 @@ class SolverStats:
         diverged: True when the iteration was stopped because the residual grew without bound.
         stagnated: True when it was stopped because the largest residual had not improved for
             ``patience`` iterations (e.g. Picard oscillating on a matrix with negative diagonal).
-        trace: the maximum residual over the batch after each iteration, if requested.
+        trace: the maximum residual over the batch after each iteration, if requested (a trace
+            makes the solver check every iteration).
+        preactivation: A x + q at the returned x, where the solver kept it (the average iteration
+            does; implicit differentiation then needs no extra product). Not part of ``summary()``.
     """
 
     method: str
@@ -70,6 +74,7 @@ class SolverStats:
     diverged: bool = False
     trace: list[float] | None = None
     stagnated: bool = False
+    preactivation: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def all_converged(self) -> bool:
@@ -108,9 +113,13 @@ def a_priori_iterations(rho: float, first_step: float, tol: float) -> int:
 
 
 class Solver(Protocol):
-    def __call__(self, A: torch.Tensor, Q: torch.Tensor, act: Activation, x0: torch.Tensor, *,
+    """``A`` is a :class:`~linf_opt.operators.base.WeightOperator` (or an (n, n) matrix, which
+    :func:`as_operator` wraps); Q and x0 have shape (batch, *state_shape). ``check_every`` is the number
+    of iterations between convergence checks (None: :data:`CHECK_EVERY`); a solver may check more often."""
+
+    def __call__(self, A, Q: torch.Tensor, act: Activation, x0: torch.Tensor, *,
                  alpha: float | None, tol: float, rtol: float, max_iter: int,
-                 trace: bool) -> tuple[torch.Tensor, SolverStats]: ...
+                 trace: bool, check_every: int | None = None) -> tuple[torch.Tensor, SolverStats]: ...
 
 
 SOLVERS: dict[str, Solver] = {}
@@ -135,17 +144,31 @@ def get_solver(name: str) -> Solver:
 # Shared loop machinery
 # ----------------------------------------------------------------------------------------------------
 
-class _Monitor:
-    """Tracks per-sample residuals, convergence and divergence for one solver run.
+CHECK_EVERY = 4
+"""Default number of iterations between two convergence checks (see :class:`_Monitor`)."""
 
-    Kept lean (a handful of tensor ops and one host synchronisation per iteration): it runs inside
-    every solver iteration of every training step.
+
+def as_operator(A) -> WeightOperator:
+    """``A`` itself when it is a weight operator, else the dense operator of the (n, n) matrix A."""
+    return A if isinstance(A, WeightOperator) else DenseOperator(A)
+
+
+class _Monitor:
+    """Tracks per-sample residuals, convergence, divergence and stagnation for one solver run.
+
+    It runs inside every solver iteration of every training step, so it is kept lean: the residual
+    norm is formed and examined only every ``check_every`` iterations (``due()``), and each check costs
+    one host synchronisation, whatever the batch size. A sample counts as converged only when the true
+    residual of the iterate that is returned is below its tolerance: the loop stops at a check, never
+    between two.
     """
 
     patience = 1000   # iterations without a new lowest residual before the run counts as stagnated
 
-    def __init__(self, method, batch, device, tol, rtol, max_iter, trace, alpha):
+    def __init__(self, method, batch, device, tol, rtol, max_iter, trace, alpha, check_every=None):
         self.method, self.tol, self.rtol, self.max_iter, self.alpha = method, tol, rtol, max_iter, alpha
+        every = CHECK_EVERY if check_every is None else int(check_every)
+        self.every = 1 if trace else max(every, 1)
         self.first = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.trace = [] if trace else None
         self.k = 0
@@ -154,9 +177,14 @@ class _Monitor:
         self.diverged = False
         self.stagnated = False
         self.best, self.best_k = math.inf, 0
+        self.ok = self.res = None
+
+    def due(self) -> bool:
+        """Whether the residual of the current iterate is to be checked now."""
+        return self.k % self.every == 0 or self.k >= self.max_iter
 
     def update(self, res: torch.Tensor, scale: torch.Tensor | None) -> bool:
-        """Record residuals after iteration self.k; return True when the loop should stop.
+        """Record the residuals of the current iterate (iteration self.k); return True to stop.
 
         ``scale`` (per-sample ‖x‖) is only used when rtol > 0; pass None otherwise.
         """
@@ -164,38 +192,39 @@ class _Monitor:
         ok = res <= thr
         self.first.masked_fill_(ok & (self.first < 0), self.k)
         self.ok, self.res = ok, res
-        check = self.trace is not None or self.k % 8 == 0 or self.k >= self.max_iter
-        if check:
-            worst = float(res.max()) if res.numel() else 0.0
-            if self.trace is not None:
-                self.trace.append(worst)
-            if self.start is None:
-                self.start = worst
-            if not math.isfinite(worst) or (self.k > 10 and worst > 1e8 * max(self.start, 1e-30)):
-                self.diverged = True
-                return True
-            if worst < self.best:
-                self.best, self.best_k = worst, self.k
-            elif self.k - self.best_k > self.patience and not bool(ok.all()):
-                self.stagnated = True
-                return True
-        if self.k >= self.max_iter:
+        if res.numel():
+            # one synchronisation for both facts: the worst residual and the worst excess over tolerance
+            worst, excess = torch.stack([res.max(), (res - thr).max()]).tolist()
+        else:
+            worst, excess = 0.0, -1.0
+        if self.trace is not None:
+            self.trace.append(worst)
+        if self.start is None:
+            self.start = worst
+        if not math.isfinite(worst) or (self.k > 10 and worst > 1e8 * max(self.start, 1e-30)):
+            self.diverged = True
             return True
-        if bool(ok.all()):
-            if not check and not bool(torch.isfinite(res).all()):
-                self.diverged = True
+        if excess <= 0:
             return True
-        return False
+        if worst < self.best:
+            self.best, self.best_k = worst, self.k
+        elif self.k - self.best_k > self.patience:
+            self.stagnated = True
+            return True
+        return self.k >= self.max_iter
 
-    def stats(self) -> SolverStats:
+    def stats(self, preactivation: torch.Tensor | None = None) -> SolverStats:
         first = torch.where(self.first < 0, torch.full_like(self.first, self.k), self.first)
         ok = self.ok if not self.diverged else torch.zeros_like(self.ok)
-        return SolverStats(self.method, self.k, self.res, ok, first,
-                           self.alpha, self.evaluations, self.diverged, self.trace, self.stagnated)
+        return SolverStats(self.method, self.k, self.res, ok, first, self.alpha, self.evaluations,
+                           self.diverged, self.trace, self.stagnated, preactivation)
 
 
 def _inf(x: torch.Tensor) -> torch.Tensor:
-    """Per-row ℓ∞ norm (abs().amax() is several times faster than vector_norm(ord=inf) on CPU)."""
+    """Per-sample ℓ∞ norm over all but the batch axis (abs().amax() is several times faster than
+    vector_norm(ord=inf) on CPU)."""
+    if x.ndim != 2:
+        x = x.reshape(x.shape[0], -1)
     return x.abs().amax(-1) if x.shape[-1] else x.sum(-1).abs()
 
 
@@ -204,47 +233,66 @@ def _scale(mon: _Monitor, F: torch.Tensor) -> torch.Tensor | None:
 
 
 @register_solver("average")
-def average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, method="average"):
-    """Average (Krasnosel'skiĭ–Mann) iteration x⁺ = x + α(Φ(Ax + q) − x); α defaults to α*."""
-    alpha = float(_average_step(A)) if alpha is None else float(alpha)
-    mon = _Monitor(method, Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
-    At = A.t()
-    X = x0
-    F = act(torch.addmm(Q, X, At))
+def average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None, method="average"):
+    """Average (Krasnosel'skiĭ–Mann) iteration x⁺ = (1 − α)x + αΦ(Ax + q); α defaults to α*.
+
+    ``A`` is a weight operator or an (n, n) matrix; Q and x0 have the state's shape (batch, *state_shape).
+    Per iteration: one fused product ``A x + q``, the activation, and one in-place blend; the residual
+    ‖Φ(Ax + q) − x‖∞ is formed only when the monitor checks. The returned stats keep the last
+    pre-activation A x + q of the returned x (implicit differentiation reuses it).
+    """
+    op = as_operator(A)
+    alpha = op.average_step() if alpha is None else float(alpha)
+    mon = _Monitor(method, Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha, check_every)
+    X = x0.clone()                       # never write into the caller's x0
+    Z = op.affine(X, Q)
+    F = act(Z)
     mon.evaluations = 1
-    D = F - X
-    while not mon.update(_inf(D), _scale(mon, F)):
-        X = X.add_(D, alpha=alpha) if mon.k else X + alpha * D   # never write into the caller's x0
-        F = act(torch.addmm(Q, X, At))
-        D = torch.sub(F, X, out=D)
+    while True:
+        if mon.due():
+            if mon.update(_inf(F - X), _scale(mon, F)):
+                break
+        if alpha == 1.0:
+            X = F
+        else:
+            X.lerp_(F, alpha)
+        Z = op.affine(X, Q)
+        F = act(Z)
         mon.k += 1
         mon.evaluations += 1
-    return X, mon.stats()
+    return X, mon.stats(Z)
 
 
 @register_solver("picard")
-def picard_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+def picard_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None):
     """Picard iteration x⁺ = Φ(Ax + q) (α = 1); converges when ‖A‖_{∞,η} < 1, else may oscillate."""
     return average_iteration(A, Q, act, x0, alpha=1.0, tol=tol, rtol=rtol, max_iter=max_iter, trace=trace,
-                             method="picard")
+                             check_every=check_every, method="picard")
 
 
 @register_solver("anderson")
-def anderson_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, memory=5, reg=1e-10):
+def anderson_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None, memory=5,
+                       reg=1e-10):
     """Safeguarded Anderson acceleration (type II, ``memory`` past iterates) of the average map.
 
     G(x) = x + α(Φ(Ax + q) − x). Each step proposes x_AA = Σᵢ cᵢ G(xᵢ) with Σ cᵢ = 1 minimizing
     ‖Σᵢ cᵢ (G(xᵢ) − xᵢ)‖₂ (Tikhonov ``reg``); a sample accepts it only if its residual is at most
-    ρ* × its current residual (ρ* = 1 − α(1 − μ⁺), capped at 1), otherwise it takes G(x).
+    ρ* × its current residual (ρ* = 1 − α(1 − μ⁺), capped at 1), otherwise it takes G(x). Its
+    safeguard needs every residual, so it checks convergence at every iteration.
     """
-    alpha = float(_average_step(A)) if alpha is None else float(alpha)
-    mu_plus = max(float(_row_measures(A).amax()), 0.0)
+    op = as_operator(A)
+    alpha = op.average_step() if alpha is None else float(alpha)
+    mu_plus = max(float(op.mu_inf()), 0.0)
     rho = min(1.0 - alpha * (1.0 - mu_plus), 1.0)
-    mon = _Monitor("anderson", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
-    batch, n = Q.shape
-    At = A.t()
-    X = x0
-    F = act(torch.addmm(Q, X, At))
+    mon = _Monitor("anderson", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha, 1)
+    shape = Q.shape
+    batch, n = shape[0], math.prod(shape[1:])
+
+    def image(Xf):
+        return act(op.affine(Xf.reshape(shape), Q)).reshape(batch, n)
+
+    X = x0.reshape(batch, n)
+    F = image(X)
     mon.evaluations = 1
     Xh = torch.zeros(batch, memory, n, dtype=Q.dtype, device=Q.device)
     Gh = torch.zeros_like(Xh)
@@ -265,26 +313,36 @@ def anderson_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, memo
             w = ones
         c = w / w.sum(1, keepdim=True)
         Xa = (c.transpose(1, 2) @ Gh[:, :m]).squeeze(1)
-        Fa = act(torch.addmm(Q, Xa, At))
+        Fa = image(Xa)
         ra = _inf(Xa - Fa)
         accept = (ra <= rho * res) & torch.isfinite(ra)
         mon.evaluations += 1
         if bool(accept.all()):
             X, F, res = Xa, Fa, ra
         else:
-            Fg = act(torch.addmm(Q, G, At))
+            Fg = image(G)
             mon.evaluations += 1
             acc = accept.unsqueeze(-1)
             X, F = torch.where(acc, Xa, G), torch.where(acc, Fa, Fg)
             res = torch.where(accept, ra, _inf(G - Fg))
         mon.k += 1
-    return X, mon.stats()
+    return X.reshape(shape), mon.stats()
 
 
 def _require_relu(act: Activation, method: str) -> None:
     if act.name != "relu":
         raise ValueError(f"method={method!r}: the splitting's fixed point equals x = Φ(Ax + q) only for "
                          f"activation='relu' (Φ = projection onto x ≥ 0), got {act.name!r}")
+
+
+def _dense(A, method: str) -> torch.Tensor:
+    """The (n, n) matrix of a dense operator; the monotone splittings need I − A as a matrix."""
+    if isinstance(A, DenseOperator):
+        return A.weight
+    if isinstance(A, WeightOperator):
+        raise ValueError(f"method={method!r}: the monotone splittings work on a dense matrix; got "
+                         f"{A!r} (use method='average' for structured operators)")
+    return A
 
 
 def _monotone_margin(A: torch.Tensor) -> float:
@@ -295,12 +353,13 @@ def _monotone_margin(A: torch.Tensor) -> float:
 
 
 @register_solver("forward_backward")
-def forward_backward_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+def forward_backward_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None):
     """Forward–backward splitting x⁺ = Φ((1 − α)x + α(Ax + q)); needs I − A ⪰ mI, m > 0.
 
     Default α = m / ‖I − A‖₂², half the largest step 2m/‖I − A‖₂² with a convergence guarantee.
     """
     _require_relu(act, "forward_backward")
+    A = _dense(A, "forward_backward")
     if alpha is None:
         m = _monotone_margin(A)
         if m <= 0:
@@ -322,9 +381,10 @@ def forward_backward_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, tra
 
 
 @register_solver("peaceman_rachford")
-def peaceman_rachford_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
+def peaceman_rachford_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None):
     """Peaceman–Rachford splitting (docs/mathematics.md §4) with V = (I + α(I − A))⁻¹, one inverse per call; α defaults to 1."""
     _require_relu(act, "peaceman_rachford")
+    A = _dense(A, "peaceman_rachford")
     alpha = 1.0 if alpha is None else float(alpha)
     n = A.shape[0]
     eye = torch.eye(n, dtype=A.dtype, device=A.device)
@@ -350,13 +410,13 @@ def peaceman_rachford_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, tr
 # Public entry point
 # ----------------------------------------------------------------------------------------------------
 
-def check_step(alpha, A: torch.Tensor, method: str, strict: bool) -> float | None:
+def check_step(alpha, A, method: str, strict: bool) -> float | None:
     """Validate the step α of an average-type method: α ∈ (0, α*]; strict → ValueError, else a warning."""
     if alpha is None:
         return None
     a = check_scalar(alpha, "alpha", low=0.0, low_open=True)
     if method == "average":
-        a_star = float(_average_step(A))
+        a_star = as_operator(A).average_step()
         if a > a_star * (1 + 1e-12):
             msg = (f"alpha: the average iteration is guaranteed only for α ∈ (0, α*] with α* = {a_star:.6g} "
                    f"(docs/mathematics.md §4), got {a:.6g}")
@@ -379,17 +439,23 @@ def report(stats: SolverStats, strict: bool, what: str = "equilibrium") -> None:
 
 
 def prepare_inputs(A, B, u, b, *, dtype=None):
-    """Convert and validate (A, B, u, b); return tensors, a flag for numpy input and one for a single sample."""
-    At, was_numpy = as_matrix(A, "A", dtype=dtype)
-    n = At.shape[-1]
-    if At.ndim != 2:
-        raise ShapeError(f"A: expected shape (n, n), got {tuple(At.shape)}")
-    Bt, _ = to_torch(B, "B", dtype=At.dtype, device=At.device)
+    """Convert and validate (A, B, u, b); return tensors (A stays an operator if it is one), a flag for
+    numpy input and one for a single sample."""
+    if isinstance(A, WeightOperator):
+        At, was_numpy = A, False
+        check_finite(A.weight.detach(), "A")
+        n, like = A.n, A.weight
+    else:
+        At, was_numpy = as_matrix(A, "A", dtype=dtype)
+        n, like = At.shape[-1], At
+        if At.ndim != 2:
+            raise ShapeError(f"A: expected shape (n, n), got {tuple(At.shape)}")
+    Bt, _ = to_torch(B, "B", dtype=like.dtype, device=like.device)
     if Bt.ndim != 2 or Bt.shape[0] != n:
         raise ShapeError(f"B: expected shape ({n}, r) to match A of shape ({n}, {n}), got {tuple(Bt.shape)}")
     check_finite(Bt, "B")
     r = Bt.shape[1]
-    ut, _ = to_torch(u, "u", dtype=At.dtype, device=At.device)
+    ut, _ = to_torch(u, "u", dtype=like.dtype, device=like.device)
     single = ut.ndim == 1
     if single:
         ut = ut.unsqueeze(0)
@@ -398,7 +464,7 @@ def prepare_inputs(A, B, u, b, *, dtype=None):
                          f"got {tuple(ut.shape) if not single else tuple(ut.shape[1:])}")
     check_finite(ut, "u")
     if b is not None:
-        bt, _ = to_torch(b, "b", dtype=At.dtype, device=At.device)
+        bt, _ = to_torch(b, "b", dtype=like.dtype, device=like.device)
         if bt.shape != (n,):
             raise ShapeError(f"b: expected shape ({n},), got {tuple(bt.shape)}")
         check_finite(bt, "b")

@@ -17,52 +17,68 @@ from __future__ import annotations
 import torch
 
 from linf_opt._tensor import as_weights, check_scalar
-from linf_opt.operators.measures import _row_measures, _scaled
 
 __all__ = ["lipschitz_bound", "lipschitz_surrogate", "empirical_lipschitz"]
 
 
 def _resolve_eta(net, eta):
+    op = net.operator
     if isinstance(eta, str):
         if eta != "optimal":
             raise ValueError(f"eta: expected None, 'optimal' or positive weights, got {eta!r}")
         from linf_opt.operators.measures import optimal_weights
-        e, _ = optimal_weights(net.A.detach())
-        return e
+        if op.n > 4096:
+            raise ValueError(f"eta='optimal': the Perron weights need the dense {op.n} × {op.n} matrix of the "
+                             f"operator; pass explicit weights for a state this large")
+        e, _ = optimal_weights(op.as_matrix().detach())
+        return e.reshape(op.state_shape)
     if eta is None:
         return getattr(net, "eta", None)
-    return as_weights(eta, net.A.shape[0], net.A.detach())
+    w = op.weight.detach()
+    return as_weights(torch.as_tensor(eta).reshape(-1), op.n, w).reshape(op.state_shape)
+
+
+def _readout_norm(C: torch.Tensor, eta: torch.Tensor | None) -> torch.Tensor:
+    """‖C diag(η)‖∞ = maxᵢ Σⱼ |Cᵢⱼ| ηⱼ (C over the flattened state)."""
+    a = C.abs()
+    return (a if eta is None else a * eta.reshape(1, -1)).sum(-1).amax()
 
 
 def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
     """Certified Lipschitz constant of u ↦ y(u) from ‖·‖∞ to ‖·‖∞ (docs/mathematics.md §5), a differentiable 0-d tensor.
 
+        L = ‖C diag(η)‖∞ ‖diag(η)⁻¹ B‖∞ / (1 − μ) + ‖D‖∞      ("tight"; "paper" uses 1 − μ⁺)
+
+    with μ = μ_{∞,η}(A) of the model's operator, C its read-out matrix and B the linear part of its
+    injection (for a convolutional model: the operator norms of the injection convolution and of the
+    pooling read-out, docs/mathematics.md §10).
+
     Args:
-        net: an :class:`~linf_opt.models.implicit_network.ImplicitNetwork` (or any object with A, B, C and optional D).
+        net: an :class:`~linf_opt.models.base.ImplicitModel` (dense or convolutional).
         kind: "tight" (1/(1 − μ)) or "paper" (1/(1 − μ⁺)).
         eta: None (the network's own weights, else unweighted), "optimal" (Perron weights of the
-            Metzler majorant, the smallest μ), or explicit positive weights.
+            Metzler majorant, the smallest μ; dense matrices up to n = 4096), or explicit positive weights.
 
     Raises ``ValueError`` when μ_{∞,η}(A) ≥ 1: the network is then not certified well-posed.
     """
     if kind not in ("tight", "paper"):
         raise ValueError(f"kind: expected 'tight' or 'paper', got {kind!r}")
-    A, B, C = net.A, net.B, net.C
-    D = getattr(net, "D", None)
     e = _resolve_eta(net, eta)
-    mu = _row_measures(_scaled(A, e)).amax()
-    if float(mu.detach()) >= 1:
-        raise ValueError(f"A: μ∞,η(A) = {float(mu.detach()):.6g} ≥ 1, the network is not certified well-posed, "
+    mu = net.operator.row_measures(e).amax()
+    mu_v = float(mu.detach())
+    if not mu_v < 1:
+        raise ValueError(f"A: μ∞,η(A) = {mu_v:.6g} ≥ 1, the network is not certified well-posed, "
                          "so no Lipschitz bound exists")
-    if e is None:
-        cn, bn = C.abs().sum(-1).amax(), B.abs().sum(-1).amax()
-    else:
-        cn = (C.abs() * e).sum(-1).amax()
-        bn = (B.abs().sum(-1) / e).amax()
+    cn = _readout_norm(net.readout_matrix(), e)
+    bn = net.injection_norm(e)
     denom = 1 - (mu if kind == "tight" else mu.clamp(min=0))
     L = cn * bn / denom
+    D = getattr(net, "D", None)
     if D is not None:
         L = L + D.abs().sum(-1).amax()
+    if not bool(torch.isfinite(L.detach())):
+        raise ValueError(f"the Lipschitz bound is not finite ({float(L.detach())}): a parameter of the network "
+                         f"holds NaN or ±Inf, or the norms overflow")
     return L
 
 
@@ -70,11 +86,12 @@ def lipschitz_surrogate(net, gamma: float, form: str = "norm_product") -> torch.
     """Differentiable Lipschitz surrogate for training under μ∞(A) ≤ γ (docs/mathematics.md §5).
 
     "norm_product": ‖C‖∞ ‖B‖∞ / (1 − γ);  "sum_of_squares": (‖B‖∞² + ‖C‖∞²) / (2(1 − γ)) (an upper
-    bound of the former). ‖D‖∞ is added when the network has a D term.
+    bound of the former). ‖D‖∞ is added when the network has a D term. B and C are the model's
+    injection and read-out (any :class:`~linf_opt.models.base.ImplicitModel`).
     """
     gamma = check_scalar(gamma, "gamma", high=1.0, high_open=True)
-    bn = net.B.abs().sum(-1).amax()
-    cn = net.C.abs().sum(-1).amax()
+    bn = net.injection_norm(None)
+    cn = _readout_norm(net.readout_matrix(), None)
     if form == "norm_product":
         s = cn * bn / (1 - gamma)
     elif form == "sum_of_squares":
@@ -93,10 +110,7 @@ def empirical_lipschitz(net, inputs, *, steps: int = 100, lr: float = 0.01, init
     and runs ``steps`` Adam steps of gradient ascent on the ratio over (u, δ). Returns the largest ratio
     seen, re-evaluated at high solver accuracy, and the pair attaining it.
     """
-    U0 = torch.as_tensor(inputs, dtype=net.B.dtype, device=net.B.device)
-    if U0.ndim == 1:
-        U0 = U0.unsqueeze(0)
-    U0 = U0.reshape(U0.shape[0], -1)
+    U0, _ = net._inputs(inputs, "inputs")
     g = torch.Generator(device="cpu").manual_seed(seed)
     delta0 = (torch.rand(U0.shape, generator=g, dtype=U0.dtype) * 2 - 1) * init_radius
     U = U0.clone().requires_grad_(True)

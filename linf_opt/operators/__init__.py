@@ -7,5 +7,6 @@ __all__ = ["average_step", "contraction_factor", "metzler_majorant", "mu_1", "mu
 from linf_opt.operators.base import ConstraintRows, WeightOperator
 from linf_opt.operators.dense import DenseOperator, as_operator
 from linf_opt.operators.conv import Conv2dOperator
+from linf_opt.operators.block import BlockOperator
 
-__all__ += ["ConstraintRows", "WeightOperator", "DenseOperator", "as_operator", "Conv2dOperator"]
+__all__ += ["ConstraintRows", "WeightOperator", "DenseOperator", "as_operator", "Conv2dOperator", "BlockOperator"]

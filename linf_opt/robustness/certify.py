@@ -54,8 +54,10 @@ from linf_opt.errors import ConvergenceWarning, ShapeError
 from linf_opt.equilibrium.implicit import equilibrium
 from linf_opt.robustness.input_space import PIXELS, InputSpace, batch_slices, prepare_batch
 from linf_opt.models.lipschitz import lipschitz_bound
-from linf_opt.operators.measures import _average_step, _row_measures, _scaled
-from linf_opt.equilibrium.solvers import SolverStats, _inf, _Monitor, _scale, default_tol, register_solver
+from linf_opt.equilibrium.solvers import SolverStats, average_iteration, default_tol, register_solver
+from linf_opt.operators.base import WeightOperator
+from linf_opt.operators.block import BlockOperator
+from linf_opt.operators.dense import DenseOperator
 
 __all__ = ["embedded_matrix", "embedded_equilibrium", "ibp_matrix", "reachable_box", "ReachableBox",
            "output_bounds", "margin_lower_bounds", "certify", "CertifyResult", "METHODS", "BOX_METHODS"]
@@ -89,47 +91,39 @@ def ibp_matrix(A: torch.Tensor) -> torch.Tensor:
 
 
 def _box_injection(net, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """Q̂ = (B⁺u̲ + B⁻ū + b, B⁺ū + B⁻u̲ + b) as rows, via centre ± radius: B u_c + b ∓ |B| u_r."""
-    uc, ur = (lower + upper) / 2, (upper - lower) / 2
-    qc = torch.addmm(net.b, uc, net.B.t())
-    qr = ur @ net.B.abs().t()
-    return torch.cat([qc - qr, qc + qr], 1)
+    """Q̂ = (B⁺u̲ + B⁻ū + b, B⁺ū + B⁻u̲ + b), shape (batch, 2, *state_shape): the model's exact
+    injection bounds B u_c + b ∓ |B| u_r over the box."""
+    return torch.stack(net.injection_bounds(lower, upper), 1)
 
 
 @register_solver("embedded_average")
-def embedded_average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace):
-    """The average iteration for a block matrix Â = [[P, N], [N, P]] (the embedded network), same iterates.
+def embedded_average_iteration(A, Q, act, x0, *, alpha, tol, rtol, max_iter, trace, check_every=None):
+    """The average iteration for the block system Â = [[P, N], [N, P]] (the embedded network), same iterates.
 
-    With s = x̲ + x̄ and d = x̄ − x̲, the products are P x̲ + N x̄ = ½(P + N)s − ½(P − N)d and
-    P x̄ + N x̲ = ½(P + N)s + ½(P − N)d: two n × n products per step instead of one 2n × 2n (half the
-    work). Any other matrix raises ``ValueError``.
+    ``A`` is a :class:`~linf_opt.operators.block.BlockOperator` (states (batch, 2, *state_shape)), or a
+    dense 2n × 2n matrix of that structure with states (batch, 2n), which is converted: with
+    s = x̲ + x̄ and d = x̄ − x̲ every step takes two n × n products instead of one 2n × 2n (half the
+    work). A matrix without the structure raises ``ValueError``.
     """
+    if isinstance(A, BlockOperator):
+        return average_iteration(A, Q, act, x0, alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter, trace=trace,
+                                 check_every=check_every, method="embedded_average")
+    if isinstance(A, WeightOperator):
+        raise ValueError(f"A: method 'embedded_average' needs a BlockOperator or a block matrix [[P, N], [N, P]], "
+                         f"got {A!r}")
     n = A.shape[0] // 2
     P, N = A[:n, :n], A[:n, n:]
     if A.shape[0] % 2 or not (torch.equal(A[n:, n:], P) and torch.equal(A[n:, :n], N)):
         raise ValueError(f"A: method 'embedded_average' needs a block matrix [[P, N], [N, P]] (the embedded "
                          f"network's Â), got a {tuple(A.shape)} matrix without that structure")
-    Ht, Gt = ((P + N) / 2).t().contiguous(), ((P - N) / 2).t().contiguous()
-    qc, qr = (Q[:, :n] + Q[:, n:]) / 2, (Q[:, n:] - Q[:, :n]) / 2    # the injection, as centre ± radius
-
-    def image(X):
-        lo, hi = X[:, :n], X[:, n:]
-        a, g = torch.addmm(qc, lo + hi, Ht), torch.addmm(qr, hi - lo, Gt)
-        return act(torch.cat([a - g, a + g], 1))
-
-    alpha = float(_average_step(A)) if alpha is None else float(alpha)
-    mon = _Monitor("embedded_average", Q.shape[0], Q.device, tol, rtol, max_iter, trace, alpha)
-    X = x0
-    F = image(X)
-    mon.evaluations = 1
-    D = F - X
-    while not mon.update(_inf(D), _scale(mon, F)):
-        X = X.add_(D, alpha=alpha) if mon.k else X + alpha * D   # never write into the caller's x0
-        F = image(X)
-        D = torch.sub(F, X, out=D)
-        mon.k += 1
-        mon.evaluations += 1
-    return X, mon.stats()
+    op = BlockOperator(DenseOperator(P + N), DenseOperator(P - N))
+    batch = Q.shape[0]
+    X, stats = average_iteration(op, Q.reshape(batch, 2, n), act, x0.reshape(batch, 2, n), alpha=alpha, tol=tol,
+                                 rtol=rtol, max_iter=max_iter, trace=trace, check_every=check_every,
+                                 method="embedded_average")
+    if stats.preactivation is not None:
+        stats.preactivation = stats.preactivation.reshape(batch, 2 * n)
+    return X.reshape(batch, 2 * n), stats
 
 
 def _solver_settings(net, method, tol, rtol, max_iter, strict):
@@ -138,7 +132,7 @@ def _solver_settings(net, method, tol, rtol, max_iter, strict):
     return dict(method=method, alpha=net.alpha, tol=net.tol if tol is None else tol,
                 rtol=net.rtol if rtol is None else rtol, max_iter=net.max_iter if max_iter is None else max_iter,
                 strict=net.strict if strict is None else strict, backward=net.backward,
-                backward_tol=net.backward_tol)
+                backward_tol=net.backward_tol, check_every=getattr(net, "check_every", None))
 
 
 def embedded_equilibrium(net, lower: torch.Tensor, upper: torch.Tensor, *, method: str | None = None,
@@ -150,12 +144,13 @@ def embedded_equilibrium(net, lower: torch.Tensor, upper: torch.Tensor, *, metho
     the robust-training hot path; :func:`reachable_box` validates). Solver settings default to the
     network's (``method``: "embedded_average", the structured average iteration, unless the network
     uses "anderson"). Returns
-    ``(x_lower, x_upper, stats)``, each bound of shape (batch, n), exactly as solved (not widened).
+    ``(x_lower, x_upper, stats)``, each bound of shape (batch, *state_shape), exactly as solved (not widened).
+    The block operator is :meth:`BlockOperator.embedded` of the network's operator (for a convolution:
+    two convolutions per step, docs/mathematics.md §10).
     """
-    n = net.A.shape[0]
-    X, stats = equilibrium(embedded_matrix(net.A), _box_injection(net, lower, upper), net.activation,
-                           **_solver_settings(net, method, tol, rtol, max_iter, strict))
-    return X[:, :n], X[:, n:], stats
+    X, stats = equilibrium(BlockOperator.embedded(net.operator), _box_injection(net, lower, upper),
+                           net.activation, **_solver_settings(net, method, tol, rtol, max_iter, strict))
+    return X[:, 0], X[:, 1], stats
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -167,7 +162,7 @@ def output_bounds(net, x_lower, x_upper, u_lower, u_upper) -> tuple[torch.Tensor
     xc, xr = (x_lower + x_upper) / 2, (x_upper - x_lower) / 2
     feed = net.D is not None    # the input box only matters through D
     yc = net.readout(xc, (u_lower + u_upper) / 2 if feed else None)
-    yr = xr @ net.C.abs().t()
+    yr = xr.reshape(xr.shape[0], -1) @ net.readout_matrix().abs().t()
     if feed:
         yr = yr + ((u_upper - u_lower) / 2) @ net.D.abs().t()
     return yc - yr, yc + yr
@@ -185,13 +180,14 @@ def margin_lower_bounds(net, x_lower, x_upper, labels, u_lower, u_upper) -> torc
     z̲ⱼ = (C_t − Cⱼ)x_c − |C_t − Cⱼ| x_r + (D_t − Dⱼ)u_c − |D_t − Dⱼ| u_r + c_t − cⱼ with the boxes
     written as centre ± radius; equal to (TC)⁺x̲ + (TC)⁻x̄ + ... with T = e_t 1ᵀ − I. Differentiable.
     """
-    q = net.C.shape[0]
+    C = net.readout_matrix()
+    q = C.shape[0]
     xc, xr = (x_lower + x_upper) / 2, (x_upper - x_lower) / 2
     feed = net.D is not None    # the input box only matters through D
     yc = net.readout(xc, (u_lower + u_upper) / 2 if feed else None)
     idx = labels.view(-1, 1)
     centre = yc.gather(1, idx) - yc
-    spread = xr @ _pair_abs(net.C).t()                      # (batch, q·q): row t·q + j is |C_t − C_j| x_r
+    spread = xr.reshape(xr.shape[0], -1) @ _pair_abs(C).t()                      # (batch, q·q): row t·q + j is |C_t − C_j| x_r
     if feed:
         spread = spread + ((u_upper - u_lower) / 2) @ _pair_abs(net.D).t()
     spread = spread.view(-1, q, q).gather(1, idx.unsqueeze(-1).expand(-1, 1, q)).squeeze(1)
@@ -212,7 +208,7 @@ def _plain_margins(y_lower, y_upper, labels) -> torch.Tensor:
 def _measure(net) -> tuple[float, torch.Tensor | None]:
     """(μ_{∞,η}(A), η) with the network's weights; ValueError when μ ≥ 1 (nothing can be certified)."""
     eta = getattr(net, "eta", None)
-    mu = float(_row_measures(_scaled(net.A.detach(), eta)).amax())
+    mu = float(net.operator.mu_inf(eta))
     if not mu < 1:
         raise ValueError(f"A: μ∞,η(A) = {mu:.6g} ≥ 1: the network is not certified well-posed, so no bound on "
                          "its equilibria can be certified")
@@ -225,19 +221,20 @@ def _fixed_point_error(residual: torch.Tensor, mu: float, eta) -> torch.Tensor:
     return residual / (gap if eta is None else gap * float(eta.min()))
 
 
-def _solution_radius(residual: torch.Tensor, mu: float, eta) -> torch.Tensor:
-    """Per-unit distance bound to the exact fixed point, ηᵢ ‖x − x*‖_{∞,η}: shape (batch, 1) or (batch, n)."""
-    err = _fixed_point_error(residual, mu, eta).unsqueeze(1)
+def _solution_radius(residual: torch.Tensor, mu: float, eta, state_shape) -> torch.Tensor:
+    """Per-unit distance bound to the exact fixed point, ηᵢ ‖x − x*‖_{∞,η}: shape (batch, 1, …) or
+    (batch, *state_shape)."""
+    err = _fixed_point_error(residual, mu, eta)
+    err = err.reshape(err.shape[0], *([1] * len(state_shape)))
     return err if eta is None else err * eta.to(err.dtype)
 
 
 def _check_box(net, lower, upper) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
-    B = net.B
-    L, was_numpy = to_torch(lower, "lower", dtype=B.dtype, device=B.device)
-    U, _ = to_torch(upper, "upper", dtype=B.dtype, device=B.device)
+    L, was_numpy = to_torch(lower, "lower", dtype=net.dtype, device=net.device)
+    U, _ = to_torch(upper, "upper", dtype=net.dtype, device=net.device)
     single = L.ndim == 1
     L, U = (L.unsqueeze(0), U.unsqueeze(0)) if single else (L, U)
-    r = B.shape[1]
+    r = net.in_features
 
     def rows(t, name):
         if t.ndim > 2 and math.prod(t.shape[1:]) == r:
@@ -260,28 +257,32 @@ def _check_box(net, lower, upper) -> tuple[torch.Tensor, torch.Tensor, bool, boo
 
 def _mixed_monotone_box(net, L, U, mu, eta, **solver):
     xl, xu, stats = embedded_equilibrium(net, L, U, **solver)
-    rad = _solution_radius(stats.residual, mu, eta)
+    # the embedded system contracts with its own measure: that of the majorant (= μ for a dense A;
+    # never below μ, and larger only where a small circular image aliases taps)
+    mu = max(mu, float(net.operator.majorant_operator().mu_inf(eta)))
+    rad = _solution_radius(stats.residual, mu, eta, net.state_shape)
     return xl - rad, xu + rad, stats.converged.clone(), stats
 
 
 def _ibp_box(net, L, U, **solver):
     """IBP through the fixed point (Picard on the interval map), with an invariance check per sample."""
-    n = net.A.shape[0]
-    M = ibp_matrix(net.A)
+    M = BlockOperator.interval(net.operator)
     Q = _box_injection(net, L, U)
     settings = _solver_settings(net, "picard", solver.get("tol"), solver.get("rtol"), solver.get("max_iter"), False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # divergence is expected and reported
         X, stats = equilibrium(M, Q, net.activation, **settings)
-    xl, xu = X[:, :n], X[:, n:]
-    finite = torch.isfinite(X).all(1)
+    batch = X.shape[0]
+    flat = X.reshape(batch, -1)
+    finite = torch.isfinite(flat).all(1)
     # Widen by a few residuals plus round-off, then verify F([l, h]) ⊆ [l, h].
     pad = (4 * torch.nan_to_num(stats.residual, nan=0.0, posinf=0.0) + 1e3 * torch.finfo(X.dtype).eps
-           * (1 + X.abs().amax(1).nan_to_num(0.0, 0.0, 0.0))).unsqueeze(1)
-    xl, xu = xl - pad, xu + pad
-    Xw = torch.cat([xl, xu], 1).nan_to_num(0.0, 0.0, 0.0)
-    Fw = net.activation(torch.addmm(Q, Xw, M.t()))
-    invariant = (Fw[:, :n] >= xl).all(1) & (Fw[:, n:] <= xu).all(1)
+           * (1 + flat.abs().amax(1).nan_to_num(0.0, 0.0, 0.0)))
+    pad = pad.reshape(batch, *([1] * len(net.state_shape)))
+    xl, xu = X[:, 0] - pad, X[:, 1] + pad
+    Xw = torch.stack([xl, xu], 1).nan_to_num(0.0, 0.0, 0.0)
+    Fw = net.activation(M.affine(Xw, Q))
+    invariant = ((Fw[:, 0] >= xl).reshape(batch, -1).all(1)) & ((Fw[:, 1] <= xu).reshape(batch, -1).all(1))
     return xl, xu, stats.converged & finite & invariant, stats
 
 
@@ -318,7 +319,7 @@ def _reachable(net, L, U, method, mu, eta, tol, rtol, max_iter) -> ReachableBox:
 
 
 def _default_tols(net, tol, rtol):
-    d_tol, d_rtol = default_tol(net.B.dtype)
+    d_tol, d_rtol = default_tol(net.dtype)
     return (d_tol if tol is None else tol), (d_rtol if rtol is None else rtol)
 
 
@@ -452,12 +453,13 @@ def certify(net, inputs, labels, eps: float, method: str = "mixed_monotone_relat
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
-    P, T, eps, _ = prepare_batch(inputs, labels, eps, space, net.B.dtype)
-    P = P.reshape(P.shape[0], -1).to(net.B.device)
-    if P.shape[1] != net.B.shape[1]:
-        raise ShapeError(f"inputs: expected {net.B.shape[1]} features per sample, got {P.shape[1]}")
-    if P.shape[0] and int(T.max()) >= net.C.shape[0]:
-        raise ValueError(f"labels: expected class indices < {net.C.shape[0]}, got {int(T.max())}")
+    P, T, eps, _ = prepare_batch(inputs, labels, eps, space, net.dtype)
+    P = P.reshape(P.shape[0], -1).to(net.device)
+    if P.shape[1] != net.in_features:
+        raise ShapeError(f"inputs: expected {net.in_features} features per sample, got {P.shape[1]}")
+    q = net.out_features
+    if P.shape[0] and int(T.max()) >= q:
+        raise ValueError(f"labels: expected class indices < {q}, got {int(T.max())}")
     mu, eta = _measure(net)
     tol, rtol = _default_tols(net, tol, rtol)
     box_method = "ibp" if method == "ibp" else "mixed_monotone"
@@ -469,7 +471,8 @@ def certify(net, inputs, labels, eps: float, method: str = "mixed_monotone_relat
     with torch.no_grad():
         if method.startswith("lipschitz"):
             L_value = float(lipschitz_bound(net, kind="paper" if method == "lipschitz_paper" else "tight"))
-            cnorm = float((net.C.abs() * (1 if eta is None else eta)).sum(1).amax())
+            C = net.readout_matrix().abs()
+            cnorm = float((C if eta is None else C * eta.reshape(1, -1)).sum(1).amax())
         for sl in batch_slices(P.shape[0], batch_size):
             p, t = P[sl], T[sl]
             if method.startswith("lipschitz"):
