@@ -72,7 +72,6 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from linf_opt.data.datasets import load_dataset
     from linf_opt.models.lipschitz import lipschitz_bound
-    from linf_opt.operators.measures import mu_inf
     from linf_opt.training.trainer import evaluate, load_run
 
     net, problem = load_run(args.run_dir, map_location="cpu")
@@ -82,7 +81,7 @@ def _cmd_evaluate(args) -> int:
     data = load_dataset(problem)
     ev = evaluate(net, data.test_inputs, data.test_targets, data.task)
     out = dict(ev)
-    out["mu_inf"] = float(mu_inf(net.A.detach()))
+    out["mu_inf"] = float(net.operator.mu_inf())
     for kind in ("tight", "paper"):
         try:
             out[f"lipschitz_{kind}"] = float(lipschitz_bound(net, kind).detach())

@@ -38,3 +38,15 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "train" in out and "evaluate" in out
+
+
+def test_certify_works_on_a_conv_run(tmp_path, capsys):
+    from helpers import tiny_mnist
+    d = tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "run"
+    assert main(["train", "problems/mnist_conv.toml", "--out", str(out), "--no-progress", "--data-dir", str(d),
+                 "model.channels=4", "training.epochs=1", "training.batch_size=20"]) == 0
+    capsys.readouterr()
+    assert main(["certify", str(out), "--eps", "0.01", "--limit", "10", "--data-dir", str(d), "--no-plot"]) == 0
+    text = capsys.readouterr().out
+    assert "mixed_monotone" in text

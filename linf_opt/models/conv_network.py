@@ -116,6 +116,9 @@ class ConvImplicitNetwork(ImplicitModel):
                  backward_tol: float | None = None, check_every: int | None = None,
                  dtype: torch.dtype | None = None, device=None, generator: torch.Generator | None = None):
         super().__init__()
+        self._setup_solver(activation=activation, negative_slope=negative_slope, gamma=gamma, method=method,
+                           alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter, strict=strict,
+                           backward=backward, backward_tol=backward_tol, check_every=check_every)
         in_channels = _positive_int(in_channels, "in_channels")
         channels = _positive_int(channels, "channels")
         out_features = _positive_int(out_features, "out_features")
@@ -132,17 +135,15 @@ class ConvImplicitNetwork(ImplicitModel):
         if construction not in CONSTRUCTIONS:
             raise ValueError(f"construction: expected one of {list(CONSTRUCTIONS)}, got {construction!r}")
         Hs, Ws = (H + 2 * (ik // 2) - ik) // stride + 1, (W + 2 * (ik // 2) - ik) // stride + 1
-        if Hs < 1 or Ws < 1:
-            raise ValueError(f"input_size: {(H, W)} is too small for an injection of size {ik} with stride {stride}")
+        if H < stride or W < stride or Hs < 1 or Ws < 1:
+            raise ValueError(f"input_size: {(H, W)} is smaller than the injection's stride {stride} (kernel {ik}); "
+                             f"expected an image of at least {stride} × {stride}")
         if Hs % pool or Ws % pool:
             raise ValueError(f"pool: the state is {Hs} × {Ws} (input {H} × {W}, stride {stride}); expected a pool "
                              f"size that divides both, got {pool}")
         factory = dict(dtype=dtype or torch.get_default_dtype(), device=device)
         if factory["dtype"] not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {factory['dtype']}")
-        self._setup_solver(activation=activation, negative_slope=negative_slope, gamma=gamma, method=method,
-                           alpha=alpha, tol=tol, rtol=rtol, max_iter=max_iter, strict=strict,
-                           backward=backward, backward_tol=backward_tol, check_every=check_every)
         init_scale = check_scalar(init_scale, "init_scale", low=0.0)
         self.in_channels, self.channels, self.out_features = in_channels, channels, out_features
         self.kernel_size, self.injection_kernel_size, self.stride, self.pool = k, ik, stride, pool

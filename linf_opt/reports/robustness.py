@@ -190,7 +190,7 @@ def run_certify(args) -> int:
         raise ValueError(f"{args.run_dir}: certify evaluates MNIST classifiers, but data.kind = "
                          f"{problem.data.kind!r}")
     data_dir = args.data_dir if args.data_dir is not None else (problem.data.data_dir or None)
-    pixels, labels = load_mnist(data_dir, "test", normalize=False, limit=args.limit, dtype=net.B.dtype)
+    pixels, labels = load_mnist(data_dir, "test", normalize=False, limit=args.limit, dtype=net.dtype)
     out = Path(args.out) if args.out else Path(args.run_dir)
     print(f"robustness of {args.run_dir} on {len(labels)} MNIST test images (ε at pixel scale)")
     report = evaluate_robustness(

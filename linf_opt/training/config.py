@@ -307,20 +307,44 @@ class DataConfig(_Section):
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """``[model]``: the implicit network x = Φ(Ax + Bu + b), y = Cx + Du + c (docs/mathematics.md §1).
+    """``[model]``: the implicit network x = Φ(Ax + Bu + b), y = Cx + Du + c (docs/mathematics.md §1, §10).
 
-    hidden          n, the dimension of the hidden state x.
+    kind            "dense" (A an n × n matrix) or "conv" (A a C → C convolution on images; the
+                    :class:`~linf_opt.models.conv_network.ConvImplicitNetwork`).
+    hidden          n, the dimension of the hidden state x ("dense").
     activation      φ: "relu", "leaky_relu", "tanh" or "sigmoid" (all slopes in [0, 1]).
     negative_slope  slope of leaky ReLU for negative inputs, in [0, 1] (used by "leaky_relu" only).
-    feedthrough     whether the direct term D u is present (false: D = 0).
+    feedthrough     whether the direct term D u is present (false: D = 0; "dense" only).
     init_scale      multiplier on the default initialization of the weights (> 0).
+
+    For ``kind = "conv"``:
+
+    channels               hidden channels C.
+    kernel_size            odd size k of the implicit convolution.
+    padding                "zeros" or "circular" (the implicit convolution).
+    injection_kernel_size  odd size of the injection convolution; stride: its stride.
+    pool                   the read-out's average-pooling window (must divide the state size).
+    in_channels            channels of the input images; image_size: [H, W] ([] = square images
+                           inferred from the input size).
+    construction           "projection" (μ∞ ≤ γ by exact projection) or "authors" (the published
+                           construction, no guarantee; needs constraint.set = "none").
     """
 
+    kind: Literal["dense", "conv"] = "dense"
     hidden: int = _bounded(40, ge=1)
     activation: Literal["relu", "leaky_relu", "tanh", "sigmoid"] = "relu"
     negative_slope: float = _bounded(0.01, ge=0.0, le=1.0)
     feedthrough: bool = False
     init_scale: float = _bounded(1.0, gt=0.0)
+    channels: int = _bounded(32, ge=1)
+    kernel_size: int = _bounded(3, ge=1)
+    padding: Literal["zeros", "circular"] = "zeros"
+    injection_kernel_size: int = _bounded(3, ge=1)
+    stride: int = _bounded(2, ge=1)
+    pool: int = _bounded(2, ge=1)
+    in_channels: int = _bounded(1, ge=1)
+    image_size: tuple[int, ...] = _bounded((), ge=1)
+    construction: Literal["projection", "authors"] = "projection"
 
 
 @dataclass(frozen=True)
@@ -499,6 +523,29 @@ class Problem(_Section):
             raise _Invalid("device", f"{json.dumps(self.device)} is not a torch device string "
                                      f'(e.g. "cpu", "cuda", "cuda:0")') from None
         eta, n = self.constraint.eta, self.model.hidden
+        m = self.model
+        if m.kind == "conv":
+            for key in ("kernel_size", "injection_kernel_size"):
+                if getattr(m, key) % 2 == 0:
+                    raise _Invalid(f"model.{key}", f"expected an odd size (the centre tap is the pixel itself), "
+                                                   f"got {getattr(m, key)}")
+            if m.image_size and len(m.image_size) != 2:
+                raise _Invalid("model.image_size", f"expected [H, W] or [], got {list(m.image_size)}")
+            if self.constraint.set not in ("mu_inf", "none"):
+                raise _Invalid("constraint.set", f'a convolutional model supports "mu_inf" (by projection) or '
+                                                 f'"none", got {json.dumps(self.constraint.set)}')
+            if self.constraint.enforce == "reparam" or self.constraint.eta or self.constraint.learn_weights:
+                raise _Invalid("constraint.enforce" if self.constraint.enforce == "reparam" else "constraint.eta",
+                               'a convolutional model is kept in μ∞ ≤ γ by projection (enforce = "project"), '
+                               "unweighted")
+            if m.feedthrough:
+                raise _Invalid("model.feedthrough", "a convolutional model has no feed-through term D u")
+            if m.construction == "authors" and self.constraint.set != "none":
+                raise _Invalid("model.construction", 'the authors\' construction does not keep μ∞ ≤ γ, so it is '
+                                                     'trained without a feasible set: set constraint.set = "none"')
+        elif m.construction != "projection":
+            raise _Invalid("model.construction", 'only a convolutional model (model.kind = "conv") has a '
+                                                 'construction option')
         if eta and len(eta) != n:
             raise _Invalid("constraint.eta", f"has {len(eta)} weights but model.hidden = {n}: give one weight per "
                                              f"hidden unit, or [] for unweighted")

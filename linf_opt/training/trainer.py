@@ -40,7 +40,10 @@ from linf_opt.training.config import Problem, load_problem, override, problem_to
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.errors import ConfigError, InvariantError, LinfOptError
 from linf_opt.models.lipschitz import lipschitz_bound, lipschitz_surrogate
-from linf_opt.operators.measures import mu_inf, optimal_weights
+from linf_opt.operators.dense import DenseOperator
+from linf_opt.operators.measures import optimal_weights
+from linf_opt.models.base import ImplicitModel
+from linf_opt.models.conv_network import ConvImplicitNetwork
 from linf_opt.models.implicit_network import ImplicitNetwork
 from linf_opt.models.parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
 from linf_opt.sets.projections import prepare_kernels
@@ -58,7 +61,7 @@ class NonFiniteLossError(LinfOptError, FloatingPointError):
 class TrainResult:
     """What :func:`train` returns: the trained network, one record per epoch, and the final summary."""
 
-    net: ImplicitNetwork
+    net: ImplicitModel
     history: list[dict[str, Any]]
     summary: dict[str, Any]
     problem: Problem
@@ -90,8 +93,24 @@ def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> Fea
     return None
 
 
-def build_network(problem: Problem, input_dim: int, output_dim: int) -> ImplicitNetwork:
-    """The ImplicitNetwork a problem describes, initialised (with generator seed ``problem.seed``) inside S."""
+def _image_shape(problem: Problem, input_dim: int) -> tuple[int, int, int]:
+    """(in_channels, H, W) of the input images of a convolutional model (square when not given)."""
+    m = problem.model
+    if m.image_size:
+        H, W = m.image_size
+    else:
+        side = math.isqrt(input_dim // m.in_channels)
+        H = W = side
+    if m.in_channels * H * W != input_dim:
+        raise ConfigError(f"model.image_size: the data have {input_dim} input features, which are not "
+                          f"{m.in_channels} channel(s) of {H} × {W} images; set model.in_channels and "
+                          f"model.image_size = [H, W]")
+    return m.in_channels, H, W
+
+
+def build_network(problem: Problem, input_dim: int, output_dim: int) -> ImplicitModel:
+    """The implicit model a problem describes (dense :class:`ImplicitNetwork` or
+    :class:`ConvImplicitNetwork`), initialised (with generator seed ``problem.seed``) inside S."""
     m, c, s = problem.model, problem.constraint, problem.solver
     dtype = torch.float64 if problem.dtype == "float64" else torch.float32
     gamma = c.gamma if c.set in ("mu_inf", "weighted_mu_inf", "norm_inf") else 0.95
@@ -99,6 +118,15 @@ def build_network(problem: Problem, input_dim: int, output_dim: int) -> Implicit
         gamma = 0.95   # unconstrained baselines start from the same well-posed initialisation
     eta = list(c.eta) if c.eta else None
     gen = torch.Generator().manual_seed(problem.seed)
+    if m.kind == "conv":
+        cin, H, W = _image_shape(problem, input_dim)
+        net = ConvImplicitNetwork(cin, m.channels, (H, W), output_dim, m.kernel_size, m.activation,
+                                  injection_kernel_size=m.injection_kernel_size, stride=m.stride,
+                                  padding=m.padding, pool=m.pool, gamma=gamma, construction=m.construction,
+                                  init_scale=m.init_scale, negative_slope=m.negative_slope, method=s.method,
+                                  tol=s.tol, rtol=0.0, max_iter=s.max_iter, strict=s.strict, backward=s.backward,
+                                  backward_tol=s.backward_tol, dtype=dtype, generator=gen)
+        return net.to(problem.device)
     net = ImplicitNetwork(input_dim, m.hidden, output_dim, activation=m.activation,
                           negative_slope=m.negative_slope, gamma=gamma, eta=eta, feedthrough=m.feedthrough,
                           init_scale=m.init_scale, method=s.method, tol=s.tol, rtol=0.0, max_iter=s.max_iter,
@@ -125,11 +153,11 @@ def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(net: ImplicitNetwork, inputs: torch.Tensor, targets: torch.Tensor, task: str,
+def evaluate(net: ImplicitModel, inputs: torch.Tensor, targets: torch.Tensor, task: str,
              batch_size: int = 1000) -> dict[str, float]:
     """Loss and accuracy (classification) or MSE (regression) over a data set, plus solver statistics."""
     total, correct, sq, ce, iters, not_conv = 0, 0, 0.0, 0.0, [], 0
-    dev = net.B.device
+    dev = net.device
     for i in range(0, inputs.shape[0], batch_size):
         U = inputs[i:i + batch_size].to(dev)
         T = targets[i:i + batch_size].to(dev)
@@ -188,7 +216,7 @@ class Trainer:
         self.net = build_network(problem, self.data.input_dim, self.data.output_dim)
         self.set = build_feasible_set(problem, self.net.eta)
         if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
-            prepare_kernels(self.net.A.dtype)  # compile now, not inside the first (timed) projection
+            prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0
@@ -203,7 +231,8 @@ class Trainer:
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict() if self.sched else None,
                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": self.history, "problem": problem_to_dict(self.problem)}
+                "history": self.history, "problem": problem_to_dict(self.problem),
+                "dims": {"input_dim": self.data.input_dim, "output_dim": self.data.output_dim}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
@@ -232,7 +261,7 @@ class Trainer:
         """Load ``checkpoint.pt`` from the run directory if present; return whether it was."""
         if self.run_dir is None or not (self.run_dir / "checkpoint.pt").is_file():
             return False
-        self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt", map_location=self.net.B.device))
+        self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt", map_location=self.net.device))
         return True
 
     # -- the constraint -----------------------------------------------------------------------------
@@ -260,7 +289,11 @@ class Trainer:
     def _project(self) -> None:
         if self.set is None or self.problem.constraint.enforce != "project":
             return
-        self.set.project_(self.net.A, method=self._method())
+        self.set.project_(self._constrained(), method=self._method())
+
+    def _constrained(self):
+        """What the set constrains: the dense matrix A itself (the fast in-place route), else the operator."""
+        return self.net.A if isinstance(self.net, ImplicitNetwork) else self.net.operator
 
     def _method(self) -> str | None:
         if isinstance(self.set, MuInfPolytope) or isinstance(self.set, NormInfBall):
@@ -270,7 +303,8 @@ class Trainer:
     def _check_invariant(self) -> None:
         if self.set is None or self.problem.constraint.enforce == "free":
             return
-        A = self.net.A.detach()
+        A = self._constrained()
+        A = A.detach() if isinstance(A, torch.Tensor) else A
         if not self.set.contains(A, tol=self.problem.constraint.check_tol):
             raise InvariantError(
                 f"after step {self.step_count}: A left the feasible set {self.set!r}: value "
@@ -307,7 +341,7 @@ class Trainer:
         X, T = self.data.train_inputs, self.data.train_targets
         N, bs = X.shape[0], p.training.batch_size
         perm = torch.randperm(N, generator=self.shuffle)
-        dev = self.net.B.device
+        dev = self.net.device
         nb = math.ceil(N / bs)
         sums = dict(loss=0.0, correct=0, count=0, fwd=0.0, bwd=0.0, fwd_max=0, bwd_max=0, fwd_nc=0, bwd_nc=0)
         extra: dict[str, float] = {}
@@ -381,17 +415,19 @@ class Trainer:
     def _epoch_report(self, rec: dict[str, Any]) -> dict[str, Any]:
         d = self.data
         ev = evaluate(self.net, d.test_inputs, d.test_targets, d.task)
-        A = self.net.A.detach()
+        op = self.net.operator
+        op = op.with_weight(op.weight.detach())
         rec["test_loss"] = ev["loss"]
         if d.task == "classification":
             rec["test_accuracy"] = ev["accuracy"]
         else:
             rec["test_mse"] = ev["mse"]
         rec["test_iters_mean"] = ev["eval_iterations"]
-        rec["mu_inf"] = float(mu_inf(A))
+        rec["mu_inf"] = float(op.mu_inf())
         if self.net.eta is not None:
-            rec["mu_inf_weighted"] = float(mu_inf(A, self.net.eta))
+            rec["mu_inf_weighted"] = float(op.mu_inf(self.net.eta))
         if self.set is not None:
+            A = op.weight if isinstance(op, DenseOperator) else op
             rec["set_value"] = float(torch.as_tensor(self.set.value(A)))
             rec["in_set"] = bool(self.set.contains(A, tol=self.problem.constraint.check_tol))
         try:
@@ -463,14 +499,15 @@ def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLik
     return trainer.fit()
 
 
-def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitNetwork, Problem]:
+def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitModel, Problem]:
     """The trained network and its problem from a run directory written by :func:`train`."""
     run_dir = Path(run_dir)
     problem = load_problem(run_dir / "problem.toml")
     state = load_checkpoint(run_dir / "checkpoint.pt", map_location=map_location)
     model = state["model"]
-    r = model["B"].shape[1]
-    q = model["C"].shape[0]
+    dims = state.get("dims")
+    r = dims["input_dim"] if dims else model["B"].shape[1]
+    q = dims["output_dim"] if dims else model["C"].shape[0]
     net = build_network(override(problem, device="cpu") if map_location == "cpu" else problem, r, q)
     if "eta" in model and net.eta is None:
         net.eta = model["eta"].clone()
