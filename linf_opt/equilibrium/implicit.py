@@ -64,13 +64,13 @@ def adjoint_solve(A, Jd: torch.Tensor, G: torch.Tensor, *, method: str = "averag
     if method != "average":
         raise ValueError(f"backward: expected 'average' or 'direct', got {method!r}")
     alpha = op.average_step()
-    gnorm = G.reshape(batch, -1).abs().sum(-1)
+    thr = G.reshape(batch, -1).abs().sum(-1).mul_(tol)        # per-sample tolerance tol·‖g‖₁
     mon = _Monitor("adjoint_average", batch, G.device, 0.0, tol, max_iter, False, alpha, check_every)
     S = G.clone()
     while True:
-        T = op.rmatvec(Jd * S).add_(G)
+        T = op.raffine(Jd * S, G)
         mon.evaluations += 1
-        if mon.due() and mon.update((S - T).reshape(batch, -1).abs().sum(-1), gnorm):
+        if mon.due() and mon.update((S - T).reshape(batch, -1).abs().sum(-1), None, threshold=thr):
             break
         S.lerp_(T, alpha)
         mon.k += 1

@@ -62,6 +62,8 @@ class SolverStats:
             makes the solver check every iteration).
         preactivation: A x + q at the returned x, where the solver kept it (the average iteration
             does; implicit differentiation then needs no extra product). Not part of ``summary()``.
+        known_converged: True when the solver already knows that every sample converged (it then
+            saves the reduction that ``all_converged`` would make).
     """
 
     method: str
@@ -75,14 +77,15 @@ class SolverStats:
     trace: list[float] | None = None
     stagnated: bool = False
     preactivation: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    known_converged: bool = field(default=False, repr=False, compare=False)
 
     @property
     def all_converged(self) -> bool:
-        return bool(self.converged.all())
+        return self.known_converged or bool(self.converged.all())
 
     @property
     def n_not_converged(self) -> int:
-        return int((~self.converged).sum())
+        return 0 if self.known_converged else int((~self.converged).sum())
 
     @property
     def max_residual(self) -> float:
@@ -144,8 +147,8 @@ def get_solver(name: str) -> Solver:
 # Shared loop machinery
 # ----------------------------------------------------------------------------------------------------
 
-CHECK_EVERY = 4
-"""Default number of iterations between two convergence checks (see :class:`_Monitor`)."""
+CHECK_EVERY = 8
+"""Default largest number of iterations between two convergence checks (see :class:`_Monitor`)."""
 
 
 def as_operator(A) -> WeightOperator:
@@ -157,9 +160,13 @@ class _Monitor:
     """Tracks per-sample residuals, convergence, divergence and stagnation for one solver run.
 
     It runs inside every solver iteration of every training step, so it is kept lean: the residual
-    norm is formed and examined only every ``check_every`` iterations (``due()``), and each check costs
-    one host synchronisation, whatever the batch size. A sample counts as converged only when the true
-    residual of the iterate that is returned is below its tolerance: the loop stops at a check, never
+    norm is formed and examined only at checks (``due()``), and each check costs one host
+    synchronisation, whatever the batch size. The checks are scheduled from the observed rate: after
+    a check with worst residual r at iteration k, following one with r′ at k′, the rate
+    ρ̂ = (r/r′)^{1/(k−k′)} predicts the iterations m = ⌈log(τ/r)/log ρ̂⌉ to the tolerance τ, and the next
+    check comes after min(max(m, 1), check_every) iterations (check_every when there is no rate yet).
+    The schedule only decides when to look: a sample counts as converged only when the true residual
+    of the iterate that is returned is below its tolerance, since the loop stops at a check, never
     between two.
     """
 
@@ -169,7 +176,9 @@ class _Monitor:
         self.method, self.tol, self.rtol, self.max_iter, self.alpha = method, tol, rtol, max_iter, alpha
         every = CHECK_EVERY if check_every is None else int(check_every)
         self.every = 1 if trace else max(every, 1)
-        self.first = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.checks: list[tuple[int, torch.Tensor]] = []   # (k, per-sample ok) at every check
+        self.device = device
+        self.all_ok = False
         self.trace = [] if trace else None
         self.k = 0
         self.evaluations = 0
@@ -178,25 +187,42 @@ class _Monitor:
         self.stagnated = False
         self.best, self.best_k = math.inf, 0
         self.ok = self.res = None
+        self.next_check = 0
+        self.last = None            # (k, worst residual) of the previous check
 
     def due(self) -> bool:
         """Whether the residual of the current iterate is to be checked now."""
-        return self.k % self.every == 0 or self.k >= self.max_iter
+        return self.k >= self.next_check or self.k >= self.max_iter
 
-    def update(self, res: torch.Tensor, scale: torch.Tensor | None) -> bool:
+    def _schedule(self, worst: float, target: float) -> None:
+        step = self.every
+        if (self.every > 1 and self.last is not None and 0 < worst < self.last[1] and target > 0
+                and self.k > self.last[0]):
+            rate = (worst / self.last[1]) ** (1.0 / (self.k - self.last[0]))
+            if rate < 1:
+                step = min(max(math.ceil(math.log(target / worst) / math.log(rate)), 1), self.every)
+        self.last = (self.k, worst)
+        self.next_check = self.k + step
+
+    def update(self, res: torch.Tensor, scale: torch.Tensor | None, *, threshold: torch.Tensor | None = None) -> bool:
         """Record the residuals of the current iterate (iteration self.k); return True to stop.
 
-        ``scale`` (per-sample ‖x‖) is only used when rtol > 0; pass None otherwise.
+        ``scale`` (per-sample ‖x‖) is only used when rtol > 0; pass None otherwise. ``threshold``: the
+        per-sample tolerance tol + rtol·scale when the caller has it already (it is then used as is).
         """
-        thr = self.tol if (self.rtol == 0 or scale is None) else scale.mul(self.rtol).add_(self.tol)
+        scalar = threshold is None and (self.rtol == 0 or scale is None)
+        thr = self.tol if scalar else (threshold if threshold is not None else scale.mul(self.rtol).add_(self.tol))
         ok = res <= thr
-        self.first.masked_fill_(ok & (self.first < 0), self.k)
+        self.checks.append((self.k, ok))
         self.ok, self.res = ok, res
-        if res.numel():
+        if not res.numel():
+            worst, excess = 0.0, -1.0
+        elif scalar:
+            worst = float(res.max())
+            excess = worst - self.tol
+        else:
             # one synchronisation for both facts: the worst residual and the worst excess over tolerance
             worst, excess = torch.stack([res.max(), (res - thr).max()]).tolist()
-        else:
-            worst, excess = 0.0, -1.0
         if self.trace is not None:
             self.trace.append(worst)
         if self.start is None:
@@ -205,19 +231,30 @@ class _Monitor:
             self.diverged = True
             return True
         if excess <= 0:
+            self.all_ok = True
             return True
         if worst < self.best:
             self.best, self.best_k = worst, self.k
         elif self.k - self.best_k > self.patience:
             self.stagnated = True
             return True
+        self._schedule(worst, worst - excess)
         return self.k >= self.max_iter
 
+    def _first(self) -> torch.Tensor:
+        """Per sample, the first checked iteration at which it met its tolerance (self.k if never)."""
+        ks, oks = zip(*self.checks)
+        if len(oks) == 1:
+            return torch.where(oks[0], ks[0], self.k)
+        stack = torch.stack(oks)                                        # (checks, batch)
+        at = torch.tensor(ks, device=self.device)[stack.to(torch.uint8).argmax(0)]   # first True
+        return torch.where(stack.any(0), at, self.k)
+
     def stats(self, preactivation: torch.Tensor | None = None) -> SolverStats:
-        first = torch.where(self.first < 0, torch.full_like(self.first, self.k), self.first)
         ok = self.ok if not self.diverged else torch.zeros_like(self.ok)
-        return SolverStats(self.method, self.k, self.res, ok, first, self.alpha, self.evaluations,
-                           self.diverged, self.trace, self.stagnated, preactivation)
+        return SolverStats(self.method, self.k, self.res, ok, self._first(), self.alpha, self.evaluations,
+                           self.diverged, self.trace, self.stagnated, preactivation,
+                           self.all_ok and not self.diverged)
 
 
 def _inf(x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ trainer) asks the operator for what it needs and never looks inside it:
 ``matvec(X)``           A x for every sample; X has shape (batch, *state_shape)
 ``affine(X, Q)``        A x + q (fused where the operator can: one ``addmm`` for a dense A)
 ``rmatvec(Y)``          Aᵀ y for every sample (the adjoint, for implicit differentiation)
+``raffine(Y, G)``       Aᵀ y + g (fused where the operator can)
 ``diagonal()``          the diagonal aᵢᵢ, shape ``state_shape``
 ``row_measures(η)``     rᵢ = aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ, shape ``state_shape``; μ_{∞,η}(A) = maxᵢ rᵢ
 ``mu_inf(η)``           the exact measure μ_{∞,η}(A), accumulated in float64
@@ -127,6 +128,10 @@ class WeightOperator(abc.ABC):
     def affine(self, X: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
         """A x + q for every sample (subclasses fuse this where they can)."""
         return self.matvec(X).add_(Q) if not torch.is_grad_enabled() else self.matvec(X) + Q
+
+    def raffine(self, Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        """Aᵀ y + g for every sample (the adjoint iteration's step; subclasses fuse it where they can)."""
+        return self.rmatvec(Y).add_(G) if not torch.is_grad_enabled() else self.rmatvec(Y) + G
 
     def mu_inf(self, eta: torch.Tensor | None = None) -> torch.Tensor:
         """μ_{∞,η}(A) = maxᵢ rᵢ, accumulated in float64 (a 0-dim float64 tensor)."""

@@ -52,6 +52,9 @@ class DenseOperator(WeightOperator):
     def rmatvec(self, Y: torch.Tensor) -> torch.Tensor:
         return Y @ self._A
 
+    def raffine(self, Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(G, Y, self._A)
+
     def diagonal(self) -> torch.Tensor:
         return torch.diagonal(self._A)
 
