@@ -216,3 +216,25 @@ def test_no_warning_when_converged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         solve_fixed_point(A, B, u, b)
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 8, 50])
+@pytest.mark.parametrize("method", ["average", "picard", "anderson"])
+def test_reported_convergence_is_always_on_the_true_residual(method, check_every):
+    """However the checks are scheduled (rate-predicted, every k, Anderson's extrapolation), a sample is
+    reported converged only if the true residual ‖x − Φ(Ax + Bu + b)‖∞ of the returned x, recomputed here
+    independently, is within tol + rtol·‖x‖∞; and the reported residual is that true residual."""
+    for seed in range(6):
+        A, B, u, b = problem(n=12, mu=0.8, offdiag=2.0, neg_diag=1.5 if method != "picard" else 0.0, seed=seed)
+        for tol, rtol in ((1e-3, 0.0), (1e-8, 1e-6), (1e-12, 0.0)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                from linf_opt.equilibrium.solvers import get_solver
+                from linf_opt.equilibrium.activations import get_activation
+                Q = u @ B.t() + b
+                X, st = get_solver(method)(A, Q, get_activation("relu"), torch.zeros_like(Q), alpha=None, tol=tol,
+                                           rtol=rtol, max_iter=40, trace=False, check_every=check_every)
+            true = (X - torch.relu(X @ A.t() + Q)).abs().amax(1)
+            limit = tol + rtol * torch.relu(X @ A.t() + Q).abs().amax(1)
+            assert bool((true[st.converged] <= limit[st.converged] * (1 + 1e-12)).all())
+            torch.testing.assert_close(st.residual, true, rtol=1e-10, atol=1e-13)
