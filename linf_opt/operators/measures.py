@@ -30,29 +30,82 @@ __all__ = [
 
 
 def _scaled(A: torch.Tensor, eta: torch.Tensor | None) -> torch.Tensor:
-    """diag(η)⁻¹ A diag(η): the similarity that turns weighted quantities into unweighted ones."""
+    """diag(η)⁻¹ A diag(η): the similarity that turns weighted quantities into unweighted ones.
+
+    Computed as A ⊙ (ηⱼ/ηᵢ): one rounding per entry, and the diagonal is kept exactly (ηᵢ/ηᵢ = 1).
+    """
     if eta is None:
         return A
-    return A * eta.unsqueeze(-2) / eta.unsqueeze(-1)
+    return A * (eta.unsqueeze(-2) / eta.unsqueeze(-1))
+
+
+_EYE: dict = {}
+
+
+def _eye_mask(n: int, device) -> torch.Tensor:
+    key = (n, str(device))
+    m = _EYE.get(key)
+    if m is None:
+        m = _EYE[key] = torch.eye(n, dtype=torch.bool, device=device)
+    return m
+
+
+def _row_parts(A: torch.Tensor, eta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d, s) in float64: dᵢ = aᵢᵢ and sᵢ = Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ, shapes (..., n).
+
+    The one computation behind every μ∞ value of this module (``mu_inf``, ``row_measures``,
+    ``contraction_factor``, the operators' ``mu_inf``): float64 accumulation for every input dtype (a
+    float32 row of 1e6-sized entries that cancel to O(1) keeps its accuracy), the diagonal masked out
+    of the sum (so sᵢ does not depend on aᵢᵢ, and rᵢ = dᵢ + sᵢ is monotone in it), and the rows made
+    contiguous before the reduction (one summation order per row length on a given device). The
+    projections (:mod:`linf_opt.sets.projections`) decide feasibility and repair their round-off with
+    this function, so that ``mu_inf(project_mu_inf(A, γ)) <= γ`` holds as computed.
+    """
+    A64 = A.to(torch.float64)
+    Q = A64.abs()
+    if eta is not None:
+        e = eta.to(device=A.device, dtype=torch.float64)
+        Q = Q * (e.unsqueeze(-2) / e.unsqueeze(-1))
+    Q = torch.where(_eye_mask(A.shape[-1], A.device), 0.0, Q).contiguous()
+    return torch.diagonal(A64, dim1=-2, dim2=-1), Q.sum(-1)
+
+
+def _row_values64(A: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+    """rᵢ = dᵢ + sᵢ of :func:`_row_parts`, float64."""
+    d, s = _row_parts(A, eta)
+    return d + s
+
+
+def _weights64(eta, n: int, like: torch.Tensor) -> torch.Tensor | None:
+    """η validated and converted to float64 on ``like``'s device (None for η = 1)."""
+    if eta is None:
+        return None
+    return as_weights(eta, n, torch.empty(0, dtype=torch.float64, device=like.device))
 
 
 def row_measures(A, eta=None):
-    """Per-row terms of μ_{∞,η}: rᵢ = aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ, shape (..., n). μ_{∞,η}(A) = maxᵢ rᵢ."""
+    """Per-row terms of μ_{∞,η}: rᵢ = aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ, shape (..., n), in A's dtype
+    (accumulated in float64). μ_{∞,η}(A) = maxᵢ rᵢ."""
     t, was_numpy = as_matrix(A, "A")
-    w = as_weights(eta, t.shape[-1], t)
-    return like_input(_row_measures(_scaled(t, w)), was_numpy)
+    w = _weights64(eta, t.shape[-1], t)
+    return like_input(_row_values64(t, w).to(t.dtype), was_numpy)
 
 
 def _row_measures(A: torch.Tensor) -> torch.Tensor:
-    d = torch.diagonal(A, dim1=-2, dim2=-1)
-    return d + A.abs().sum(-1) - d.abs()
+    """rᵢ of an (already scaled) matrix, accumulated in float64 and returned in A's dtype (differentiable)."""
+    return _row_values64(A).to(A.dtype)
 
 
 def mu_inf(A, eta=None):
-    """ℓ∞ matrix measure μ_{∞,η}(A) = maxᵢ (aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ); shape (...) for A of shape (..., n, n)."""
+    """ℓ∞ matrix measure μ_{∞,η}(A) = maxᵢ (aᵢᵢ + Σ_{j≠i} |aᵢⱼ| ηⱼ/ηᵢ); shape (...) for A of shape (..., n, n).
+
+    Row sums are accumulated in float64 for every dtype (``_row_parts``) and the result is returned in
+    A's dtype; the projections of :mod:`linf_opt.sets.projections` guarantee ``mu_inf(X) <= γ`` for
+    their output X as computed here.
+    """
     t, was_numpy = as_matrix(A, "A")
-    w = as_weights(eta, t.shape[-1], t)
-    return like_input(_row_measures(_scaled(t, w)).amax(-1), was_numpy)
+    w = _weights64(eta, t.shape[-1], t)
+    return like_input(_row_values64(t, w).amax(-1).to(t.dtype), was_numpy)
 
 
 def norm_inf(A, eta=None):
@@ -74,7 +127,7 @@ def norm_inf_rect(M):
 def mu_1(A):
     """ℓ1 matrix measure μ₁(A) = μ∞(Aᵀ) = maxⱼ (aⱼⱼ + Σ_{i≠j} |aᵢⱼ|) (column sums)."""
     t, was_numpy = as_matrix(A, "A")
-    return like_input(_row_measures(t.transpose(-1, -2)).amax(-1), was_numpy)
+    return like_input(_row_values64(t.transpose(-1, -2)).amax(-1).to(t.dtype), was_numpy)
 
 
 def mu_2(A):
@@ -178,8 +231,8 @@ def contraction_factor(A, alpha=None, eta=None):
     Raises ``ValueError`` for α outside (0, α*].
     """
     t, was_numpy = as_matrix(A, "A")
-    w = as_weights(eta, t.shape[-1], t)
-    mu_plus = _row_measures(_scaled(t, w)).amax(-1).clamp(min=0)
+    w = _weights64(eta, t.shape[-1], t)
+    mu_plus = _row_values64(t, w).amax(-1).to(t.dtype).clamp(min=0)
     a_star = _average_step(t)
     if alpha is None:
         a = a_star

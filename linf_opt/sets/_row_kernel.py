@@ -24,6 +24,10 @@ rounds above γ, lowers xᵢ by round-off (ℓ1 ball: one more soft-threshold st
 largest entry) until r(x) ≤ γ holds exactly. Hence the output passes the feasibility test the kernel
 applies to its input, and projecting twice returns the first result bit for bit.
 
+With ``slack`` > 0 (the μ∞ projections) rows within that relative round-off above γ are left
+unchanged, and the caller (:func:`linf_opt.sets.projections._lower_diagonal`) makes them, and every
+projected row, ≤ γ as ``linf_opt.mu_inf`` computes it.
+
 Status codes returned by :func:`project_rows`: 0 success, 1 a non-finite row value (NaN/Inf entry or
 overflow; the caller raises), 2 the round-off repair failed (never observed; the caller raises).
 """
@@ -132,8 +136,13 @@ def _same(X, V):
 
 
 @njit(cache=True, nogil=True)
-def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
+def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out, slack):
     """Project every row of V (N, m) into X; λ per row into ``lam_out`` (float64).
+
+    A row counts as feasible, and is copied unchanged, when r ≤ γ + slack·(|vᵢ| + s) (s = Σ_{j≠i} wⱼ|vⱼ|):
+    ``slack`` > 0 is the relative round-off between this kernel's row sums and the caller's measure
+    (``linf_opt.mu_inf`` sums in another order); rows within it are left to the caller, which lowers
+    the diagonal by the excess where its measure finds the row above γ. ``slack = 0``: the kernel's own test.
 
     X may be V itself (in place), and ``lam_out`` may be ``lam0``: each row reads its entries and its
     warm start before writing them.
@@ -153,6 +162,7 @@ def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
     # Validate first: a non-finite row value (NaN/Inf entry, overflow) stops the call before any row
     # of X is written, so an in-place projection (X is V) never leaves a half-projected matrix.
     values = np.empty(N)
+    limits = np.empty(N)  # γ + slack·(|vᵢ| + s): the feasibility threshold of each row
     sums = np.empty(N)  # s = Σ_{j≠i} wⱼ|vⱼ| per row, reused by the projection of infeasible rows
     for r in range(N):
         i = idx[r] if linear else -1
@@ -168,11 +178,12 @@ def project_rows(V, W, idx, gamma, lam0, max_iter, X, lam_out):
             d = np.float64(V[r, i])
         sums[r] = _sum(a)
         values[r] = d + sums[r]
+        limits[r] = gamma + slack * (abs(d) + sums[r]) if slack > 0.0 else gamma
         if not math.isfinite(values[r]):
             return NON_FINITE, 0, 0
     in_place = _same(X, V)
     for r in range(N):
-        if values[r] <= gamma:  # feasible: unchanged, λ = 0
+        if values[r] <= limits[r]:  # feasible: unchanged, λ = 0
             if not in_place:
                 for j in range(m):
                     X[r, j] = V[r, j]

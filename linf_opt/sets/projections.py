@@ -42,11 +42,14 @@ Methods for finding λ, all exact (they select the active set, then apply the fo
   raises :class:`ProjectionError` with the status; so does a result that violates the constraint by
   more than ``check_tol``.
 
-Guarantees of the closed forms: feasible rows come back bit-identical. On projected rows the computed
-row value fl(xᵢ + Σ wⱼ|xⱼ|) is made ≤ γ exactly (a round-off-sized repair of xᵢ, or of the largest
-|xⱼ| on the ℓ1 ball), so the output passes the same test that decided feasibility, and projecting
-twice returns the first result bit for bit. The measures of :mod:`linf_opt.operators.measures` sum in another
-order and may exceed γ by round-off (a few ulps of the row's ℓ1 mass). Results are detached from
+Guarantees (every method, and the in-place ``project_`` and ``project_operator`` routes): the final
+word is the library's own measure. A row that ``linf_opt.mu_inf`` finds ≤ γ comes back bit-identical;
+every returned row reads ≤ γ as ``mu_inf`` computes it (float64 sums, in the input's dtype: ≤ the
+largest value of that dtype not above γ), so ``mu_inf(X) <= γ`` and ``MuInfPolytope(γ).contains(X,
+tol=0)`` hold, and projecting twice returns the first result bit for bit. The backends' own row sums
+(the kernel's fixed-order float64 sums, the torch forms' sums in A's dtype) differ from the measure's
+by round-off; a final step lowers xᵢᵢ by the excess on the rows the measure finds above γ (for an
+operator, the diagonal entry of each constraint row, against ``op.mu_inf``). Results are detached from
 autograd (projected gradient steps do not differentiate through the projection).
 
     >>> import numpy as np; from linf_opt import project_mu_inf, mu_inf
@@ -67,6 +70,7 @@ from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, 
 from linf_opt.errors import NonFiniteError, ProjectionError, ShapeError
 from linf_opt.operators.base import WeightOperator
 from linf_opt.operators.dense import DenseOperator
+from linf_opt.operators.measures import _row_parts, _weights64
 
 __all__ = [
     "project_mu_inf", "project_norm_inf", "project_mu_2", "project_conv_kernel", "project_operator", "MuInfProjector",
@@ -315,6 +319,101 @@ def _repair(X, W, idx, g: torch.Tensor, work=None) -> None:
         rows, rr, Qr = rows[still], rr[still], Qr[still]
 
 
+# ---------------------------------------------------------------------------------------------------
+# consistency with the library's measure: mu_inf(X) ≤ γ as ``linf_opt.mu_inf`` computes it
+# ---------------------------------------------------------------------------------------------------
+# The backends decide and repair feasibility with their own row sums (the kernel: float64 in a fixed
+# interleaved order; the torch forms: in A's dtype). ``mu_inf`` sums in float64 in torch's order
+# (``measures._row_parts``), which may round a boundary row a few ulps above γ. These steps make the
+# final word the measure's: a row that the measure finds feasible in the input comes back unchanged,
+# and a projected row whose measured value exceeds the level has its diagonal lowered by the excess
+# (by round-off: sᵢ does not involve the diagonal, so one or two steps suffice).
+
+_LEVELS: dict = {}
+
+
+def _level64(gamma: float, dtype: torch.dtype) -> float:
+    """The largest value of ``dtype`` that is ≤ γ, as a float: a row value r ≤ it (float64) rounds to
+    ≤ γ in ``dtype``, so ``mu_inf(X) <= γ`` holds however the caller compares."""
+    key = (gamma, dtype)
+    L = _LEVELS.get(key)
+    if L is None:
+        L = _LEVELS[key] = float(_level(gamma, torch.empty(0, dtype=dtype)))
+    return L
+
+
+def _measured_feasible(t: torch.Tensor, w64, L: float) -> torch.Tensor:
+    """Rows (..., n) of t whose value, as ``mu_inf`` computes it, is ≤ L."""
+    d, s = _row_parts(t, w64)
+    return (d + s) <= L
+
+
+def _lower_diagonal(X: torch.Tensor, w64, L: float, what: str = "A") -> None:
+    """Lower xᵢᵢ (in place) on every row whose measured value dᵢ + sᵢ exceeds L, until it does not."""
+    for k in range(32):
+        d, s = _row_parts(X, w64)
+        bad = (d + s) > L
+        if not bool(bad.any()):
+            return
+        diag = torch.diagonal(X, dim1=-2, dim2=-1)
+        cur = diag.clone()
+        target = L - s - (d + s - L) * (2.0 ** k - 1)  # from the second pass on, overshoot by the excess
+        cand = target.to(X.dtype)
+        cand = torch.where(cand.to(torch.float64) > target, torch.nextafter(cand, torch.full_like(cand, -math.inf)), cand)
+        new = torch.minimum(cand, torch.nextafter(cur, torch.full_like(cur, -math.inf)))
+        diag.copy_(torch.where(bad, new, cur))
+    raise ProjectionError(f"{what}: the round-off repair of a projected row did not converge (level {L!r})")
+
+
+def _guard_mu_inf(t: torch.Tensor | None, X: torch.Tensor, w64, gamma: float,
+                  feasible: torch.Tensor | None = None) -> torch.Tensor:
+    """X (the projection of t, shape (..., n, n)) made consistent with ``mu_inf``: rows feasible in t by
+    the measure are restored, and every row is made ≤ the level. Returns X (written in place unless
+    rows are restored out of place)."""
+    L = _level64(gamma, X.dtype)
+    if t is not None:
+        if feasible is None:
+            feasible = _measured_feasible(t, w64, L)
+        if bool(feasible.any()):
+            X = torch.where(feasible.unsqueeze(-1), t, X)
+    _lower_diagonal(X, w64, L)
+    return X
+
+
+def _guard_operator(op: WeightOperator, X: torch.Tensor, e, gamma: float) -> torch.Tensor:
+    """The projected weight X (op.weight's shape) made consistent with ``op.mu_inf(η)`` (float64): the
+    diagonal entry of every constraint row whose measured rows exceed γ is lowered until they do not.
+    (Which rows are feasible stays the constraint rows' decision: for a convolution on small circular
+    images the operator's rows can be ≤ γ while the kernel row, the set being projected onto, is not.)
+    Applies to operators whose measure rows group by constraint row (dense, convolution); others get
+    the whole-operator check (every row's diagonal lowered while op.mu_inf(η) > γ)."""
+    rows = op.constraint_rows(e)
+    N = rows.values.shape[0]
+    idx = rows.diagonal.reshape(-1, 1).to(device=X.device, dtype=torch.long)
+    e64 = None if e is None else e.detach().to(torch.float64)
+
+    def measured(W):
+        rm = op.with_weight(W.detach().to(torch.float64)).row_measures(e64).detach()
+        if rm.numel() % max(N, 1) == 0 and rm.shape[0] == N:
+            return rm.reshape(N, -1).amax(-1)
+        return rm.amax().expand(N)
+
+    X = X.detach().clone() if not X.is_contiguous() else X
+    Xr = X.view(N, -1)
+    for k in range(32):
+        r = measured(X)
+        bad = r > gamma
+        if not bool(bad.any()):
+            return X
+        cur = Xr.gather(-1, idx).squeeze(-1)
+        target = cur.to(torch.float64) - (r - gamma) * 2.0 ** k
+        cand = target.to(X.dtype)
+        cand = torch.where(cand.to(torch.float64) > target, torch.nextafter(cand, torch.full_like(cand, -math.inf)), cand)
+        new = torch.minimum(cand, torch.nextafter(cur, torch.full_like(cur, -math.inf)))
+        Xr.scatter_(-1, idx, torch.where(bad, new, cur).unsqueeze(-1))
+    raise ProjectionError(f"{_weight_name(op)}: the round-off repair of a projected row did not converge (γ = {gamma!r})")
+
+
 @functools.cache
 def _cpu_kernel():
     """The compiled row kernel (:mod:`linf_opt.sets._row_kernel`), or None where numba is unavailable."""
@@ -366,10 +465,23 @@ def _kernel_inputs(V, W, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             _NO_INDEX if idx is None else _as_numpy(idx).reshape(-1))
 
 
+def _kernel_slack(Vn: np.ndarray, Wn: np.ndarray, In: np.ndarray) -> float:
+    """The relative round-off between the kernel's row values and ``mu_inf``'s (a bound on the
+    difference): two float64 summation orders of m terms, and the weights rounded to the rows' dtype. 0 for
+    the ℓ1 ball (no linear coordinate), which keeps the kernel's own test."""
+    if In.shape[0] == 0:
+        return 0.0
+    m = Vn.shape[1]
+    return 4 * (m + 2) * 2.0 ** -53 + (4 * float(np.finfo(Vn.dtype).eps) if Wn.shape[0] > 0 else 0.0)
+
+
 def _run_kernel(Vn, Wn, In, gamma: float, lam0: np.ndarray, max_iter: int, Xn, lam: np.ndarray, *,
-                info: dict | None, name: str) -> None:
+                info: dict | None, name: str, slack: float | None = None) -> None:
     """One call of the row kernel (X into ``Xn``, λ into ``lam``), its status turned into an error."""
-    status, n_bad, passes = _cpu_kernel().project_rows(Vn, Wn, In, float(gamma), lam0, int(max_iter), Xn, lam)
+    if slack is None:
+        slack = _kernel_slack(Vn, Wn, In)
+    status, n_bad, passes = _cpu_kernel().project_rows(Vn, Wn, In, float(gamma), lam0, int(max_iter), Xn, lam,
+                                                       float(slack))
     if status != 0:
         raise _kernel_error(status, torch.from_numpy(Vn), gamma, name)
     if info is not None:
@@ -674,16 +786,24 @@ def project_mu_inf(A, gamma, eta=None, method: str = "exact", *, tol=None, solve
     w = as_weights(eta, t.shape[-1], t)
     m = _check_method(method, MU_INF_METHODS)
     _check_solver_args(m, tol, solver_options, check_tol)
-    X, _ = _project_mu_inf(t.detach(), gamma, w, m, tol=tol, solver_options=solver_options, check_tol=check_tol)
+    X, _ = _project_mu_inf(t.detach(), gamma, w, m, tol=tol, solver_options=solver_options, check_tol=check_tol,
+                           w64=_weights64(eta, t.shape[-1], t))
     return like_input(X, was_numpy)
 
 
-def _project_mu_inf(t, gamma, w, method, lam0=None, info=None, **kw):
+def _project_mu_inf(t, gamma, w, method, lam0=None, info=None, w64=None, **kw):
+    """(X, λ) for a matrix or batch t; ``w64``: the weights as the measure uses them (float64; default
+    ``w`` converted), against which the result is guarded (``_guard_mu_inf``)."""
     if t.numel() == 0:
         return t.clone(), None
     V, W, idx = _mu_inf_rows(t, w)
     X, lam = _project_rows(V, W, idx, gamma, method, lam0=lam0, info=info, **kw)
-    return (X if t.ndim == 2 else X.reshape(t.shape)), lam
+    X = X if t.ndim == 2 else X.reshape(t.shape)
+    if w64 is None and w is not None:
+        w64 = w.to(torch.float64)
+    # the kernel already leaves every row the measure may find feasible unchanged (its slack)
+    kernel = method == "exact" and _cpu_kernel() is not None
+    return _guard_mu_inf(None if kernel else t, X, w64, gamma), lam
 
 
 def project_norm_inf(A, gamma, method: str = "exact", *, tol=None, solver_options=None, check_tol=None):
@@ -799,7 +919,8 @@ def _weight_name(op: WeightOperator) -> str:
 
 def _project_operator(op: WeightOperator, gamma: float, e, method: str, *, out: bool = False, **kw):
     """The projected weight of ``op`` (a new tensor; with ``out=True`` written into the weight when the
-    rows are a contiguous CPU view of it and the compiled kernel runs, else copied back)."""
+    rows are a contiguous CPU view of it and the compiled kernel runs, else copied back). The result is
+    guarded by the operator's own measure (``_guard_operator``): ``op.mu_inf(η) ≤ γ`` as computed."""
     name = _weight_name(op)
     _check_float(op.weight, name)
     if op.weight.numel() == 0:
@@ -809,9 +930,10 @@ def _project_operator(op: WeightOperator, gamma: float, e, method: str, *, out: 
             and V.data_ptr() == op.weight.data_ptr() and V.numel() == op.weight.numel()
             and op.weight.is_contiguous()):
         _project_rows_compiled(V, W, idx, gamma, name=name, out=V)  # reads each entry before writing it
+        op.weight.detach().copy_(_guard_operator(op, op.weight.detach(), e, gamma))
         return op.weight
     X, _ = _project_rows(V, W, idx, gamma, method, name=name, **kw)
-    X = X.reshape(op.weight.shape)
+    X = _guard_operator(op, X.reshape(op.weight.shape).contiguous(), e, gamma)
     if out:
         op.weight.detach().copy_(X)
         return op.weight
@@ -998,6 +1120,15 @@ class MuInfProjector:
             self._eta_cache[key] = as_weights(self._eta_raw, t.shape[-1], t)
         return self._eta_cache[key]
 
+    def _eta64(self, t: torch.Tensor):
+        """η in float64 on t's device: the weights of the measure that the result is guarded by."""
+        if self._eta_raw is None:
+            return None
+        key = (torch.float64, t.device, t.shape[-1])
+        if key not in self._eta_cache:
+            self._eta_cache[key] = _weights64(self._eta_raw, t.shape[-1], t)
+        return self._eta_cache[key]
+
     def reset(self) -> None:
         """Forget the warm-start multipliers and the cached views of ``project_``."""
         self._lam = self._lam_key = self._inplace = self._host = None
@@ -1009,7 +1140,7 @@ class MuInfProjector:
         key = (t.shape, t.dtype, t.device)
         lam0 = self._lam if self.warm_start and self._lam_key == key else None
         info: dict = {}
-        X, lam = _project_mu_inf(t, self.gamma, self._eta(t), self.method, lam0=lam0, info=info)
+        X, lam = _project_mu_inf(t, self.gamma, self._eta(t), self.method, lam0=lam0, info=info, w64=self._eta64(t))
         if self.warm_start:
             self._lam, self._lam_key = lam, key
         self.info = info
@@ -1031,6 +1162,7 @@ class MuInfProjector:
             lam0 = lam if self.warm_start else _NO_VECTOR  # read row by row before it is overwritten
             self.info = {}
             _run_kernel(Vn, Wn, In, self.gamma, lam0, _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
+            _lower_diagonal(c[6], c[7], c[8])  # mu_inf(A) ≤ γ as the measure computes it
             return A
         if not isinstance(A, torch.Tensor):
             raise TypeError(f"A: project_ works in place on a torch tensor, got {type(A).__name__} "
@@ -1047,6 +1179,7 @@ class MuInfProjector:
             buf.copy_(t)  # waits for the queued work that produced A
             self.project_(buf)
             t.copy_(buf, non_blocking=True)
+            _lower_diagonal(t, self._eta64(t), _level64(self.gamma, t.dtype))  # the measure on A's device
             return A
         self._inplace = None
         if (self.method != "exact" or t.ndim != 2 or t.device.type != "cpu" or not t.is_contiguous()
@@ -1060,9 +1193,11 @@ class MuInfProjector:
         self.info = {}
         _run_kernel(Vn, Wn, In, self.gamma, _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64),
                     _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
+        w64, L = self._eta64(t), _level64(self.gamma, t.dtype)
+        _lower_diagonal(t, w64, L)
         if self.warm_start:  # shares memory with the cached λ, which later calls update in place
             self._lam, self._lam_key = torch.from_numpy(lam), key
-        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, (Vn, Wn, In, lam))
+        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, (Vn, Wn, In, lam), t, w64, L)
         return A
 
     def __repr__(self) -> str:
