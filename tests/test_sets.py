@@ -227,3 +227,23 @@ def test_monotone_sdp_projection_is_size_guarded():
     np.testing.assert_allclose(S.project(A, method="cvxpy"), S.project(A), atol=1e-7)
     with pytest.raises(SDPTooLargeError, match="force=True"):
         S.project(rng.standard_normal((400, 400)), method="cvxpy")
+
+
+def test_every_registered_set_takes_gamma():
+    """One level for a loop over available_sets() (before: get_set("monotone", gamma=0.9) raised)."""
+    from linf_opt.errors import ConfigError
+
+    A = np.array([[0.2, 0.3], [-0.1, 0.4]])
+    for name in available_sets():
+        S = get_set(name, gamma=0.9)
+        assert S.bound == 0.9, name
+        assert bool(S.contains(A)), name
+        assert repr(get_set(name, **S.params)) == repr(S)  # params round-trip
+    M = get_set("monotone", gamma=0.9)
+    assert isinstance(M, MonotoneSet) and np.isclose(M.m, 0.1)
+    assert get_set("monotone", m=0.1).bound == 0.9 and MonotoneSet(0.25).bound == 0.75  # m still works
+    assert get_set("monotone", m=0.1, gamma=0.9).bound == 0.9                             # consistent: accepted
+    with pytest.raises(ConfigError, match="disagree"):
+        get_set("monotone", m=0.2, gamma=0.9)
+    with pytest.raises(ConfigError, match="gamma"):
+        MonotoneSet()

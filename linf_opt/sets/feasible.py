@@ -39,7 +39,7 @@ from linf_opt._tensor import as_matrix, as_weights, check_finite, check_scalar, 
 from linf_opt.errors import ConfigError, ShapeError
 from linf_opt.operators.base import WeightOperator
 from linf_opt.operators.dense import DenseOperator
-from linf_opt.operators.measures import (_row_measures, _scaled, metzler_majorant, mu_2, mu_inf, norm_inf,
+from linf_opt.operators.measures import (_row_values64, metzler_majorant, mu_2, mu_inf, norm_inf,
                                          optimal_weights, spectral_abscissa)
 import linf_opt.sets.sdp as _sdp
 from linf_opt.sets.projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
@@ -287,8 +287,8 @@ class MuInfPolytope(FeasibleSet):
     def _value_t(self, t: torch.Tensor) -> torch.Tensor:
         # the same formula on an already validated tensor, with the weights converted once per
         # dtype/device: membership is tested after every training step
-        w = None if self.eta is None else self._projector._eta(t)
-        return _row_measures(_scaled(t, w)).amax(-1)
+        w = None if self.eta is None else self._projector._eta64(t)
+        return _row_values64(t, w).amax(-1).to(t.dtype)  # exactly mu_inf(t, η)
 
     def _value_and_scale_fast(self, t: torch.Tensor) -> tuple[float, float] | None:
         # a single matrix (the training-step check): one compiled pass instead of ~20 tensor ops; on an
@@ -367,9 +367,14 @@ class MonotoneSet(FeasibleSet):
     """The monotone (ℓ2) set {A : μ₂(A) ≤ 1 − m}, i.e. A + Aᵀ ⪯ 2(1 − m)I (a spectrahedron).
 
     Monotone equilibrium networks need m > 0 (strong monotonicity of I − A); any finite m defines a set.
+    Like every registered set it also takes the level itself: ``MonotoneSet(gamma=0.9)`` is μ₂(A) ≤ 0.9,
+    i.e. m = 1 − γ (so a loop over :func:`available_sets` can pass one ``gamma``). Giving both ``m`` and
+    ``gamma`` is accepted only when they agree (m = 1 − γ up to rounding); ``params`` reports the one given.
 
         >>> MonotoneSet(0.1).contains(np.array([[0.0, 3.0], [-3.0, 0.0]]))      # μ₂ = 0 ≤ 0.9
         True
+        >>> get_set("monotone", gamma=0.9).bound
+        0.9
     """
 
     name = "monotone"
@@ -378,16 +383,36 @@ class MonotoneSet(FeasibleSet):
     methods = MU_2_METHODS
     default_method = "eig"
 
-    def __init__(self, m: float):
+    def __init__(self, m: float | None = None, *, gamma: float | None = None):
+        if m is None and gamma is None:
+            raise ConfigError("set 'monotone': expected gamma (the level, μ₂(A) ≤ γ) or m (the monotonicity "
+                              "margin, μ₂(A) ≤ 1 − m); got neither")
+        g = None if gamma is None else check_scalar(gamma, "gamma")
+        self._by_gamma = m is None
+        if m is None:
+            self.m = 1.0 - g
+            self._gamma = g
+            return
         self.m = check_scalar(m, "m")
+        self._gamma = 1.0 - self.m
+        if g is not None:
+            if not math.isclose(self.m, 1.0 - g, rel_tol=1e-12, abs_tol=1e-15):
+                raise ConfigError(f"set 'monotone': m and gamma disagree: m = {self.m!r} means μ₂(A) ≤ 1 − m = "
+                                  f"{1.0 - self.m!r}, but gamma = {g!r}; give one of them (or m = 1 − gamma)")
+            self._gamma = g
+
+    @property
+    def gamma(self) -> float:
+        """The level γ = 1 − m (as given, when ``gamma`` was passed)."""
+        return self._gamma
 
     @property
     def bound(self) -> float:
-        return 1.0 - self.m
+        return self._gamma
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"m": self.m}
+        return {"gamma": self._gamma} if self._by_gamma else {"m": self.m}
 
     def value(self, A):
         """μ₂(A) = λ_max((A + Aᵀ)/2)."""
