@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ __all__ = [
     "SET_ORDER", "SET_LABELS", "NESTING", "COUNTER_EXAMPLES", "comparison_sets", "memberships", "check_nesting",
     "EnsembleSpec", "default_ensembles", "random_ensemble", "ContainmentStudy", "containment_study",
     "spec_examples_table", "SliceStudy", "slice_study", "standard_slices", "slices_figure", "VolumeStudy",
-    "volume_study", "volume_table", "DistanceStudy", "distance_study", "train_unconstrained_matrix", "TRAINING_VARIANTS",
+    "volume_study", "volume_table", "DistanceStudy", "distance_study", "train_unconstrained_matrix",
+    "distance_training_size", "TRAINING_VARIANTS",
     "TrainingStudy", "training_study", "load_training_study", "write_report",
 ]
 
@@ -320,12 +322,15 @@ def _containment_figure(study: ContainmentStudy) -> Figure:
     ax2.barh(y, study.linf_only / K[:, 0], left=both / K[:, 0], color=_COLORS["mu_inf"], label="μ∞ only")
     ax2.barh(y, study.monotone_only / K[:, 0], left=(both + study.linf_only) / K[:, 0], color=_COLORS["monotone"],
              label="monotone only")
-    ax2.set_yticks(y, [])
-    ax2.invert_yaxis()
+    # the same rows as the heatmap: row e at y = e, top to bottom, over the heatmap's y-range, labelled
+    ax2.set_ylim(E - 0.5, -0.5)
+    ax2.set_yticks(y, [s.label for s in study.ensembles], fontsize=8)
+    ax2.yaxis.tick_right()
     ax2.set_xlim(0, 1)
     ax2.set_xlabel("fraction of the ensemble")
     ax2.set_title("ℓ∞ polytope vs monotone set")
-    ax2.legend(loc="lower right", fontsize=8)
+    # outside the axes, below them: no bar is covered
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07 - 0.6 / max(E, 1)), ncol=3, fontsize=8, frameon=False)
     return fig
 
 
@@ -684,14 +689,30 @@ def distance_study(A, *, gamma: float = 0.9, source: str = "", max_seconds: floa
     return st
 
 
+def distance_training_size(n: int) -> tuple[int, int]:
+    """(hidden units, epochs) of the unconstrained network that study 4 trains when no matrix is given,
+    proportional to the report's matrix size n: hidden = min(40, 8n), epochs = min(300, 50n). n = 6
+    (the default report) gives the problem file's own 40 units and 300 epochs; n = 3 gives 24 and 150."""
+    n = int(n)
+    return max(2, min(40, 8 * n)), max(1, min(300, 50 * n))
+
+
 def train_unconstrained_matrix(problem="problems/function_estimation.toml", *, progress: bool = False,
-                               **overrides) -> np.ndarray:
-    """Train ``problem`` with ``constraint.set = "none"`` (free A) and return the trained A (float64)."""
+                               epochs: int | None = None, hidden: int | None = None, **overrides) -> np.ndarray:
+    """Train ``problem`` with ``constraint.set = "none"`` (free A) and return the trained A (float64).
+
+    ``epochs``/``hidden`` override ``training.epochs``/``model.hidden`` (default: the problem's own).
+    """
     from linf_opt.training.config import load_problem, override
     from linf_opt.training.trainer import train
 
+    extra = {}
+    if epochs is not None:
+        extra["training.epochs"] = int(epochs)
+    if hidden is not None:
+        extra["model.hidden"] = int(hidden)
     p = override(load_problem(problem), **{"constraint.set": "none", "constraint.enforce": "free",
-                                           "solver.backward": "direct", **overrides})
+                                           "solver.backward": "direct", **extra, **overrides})
     res = train(p, progress=progress)
     return res.net.A.detach().double().numpy()
 
@@ -934,7 +955,8 @@ def _md_examples(rows: list[dict[str, Any]]) -> str:
 def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, samples: int = 200,
                  gamma: float = 0.9, seed: int = 0, volume_samples: int | None = None,
                  training_results: str | os.PathLike | None = None, train_problem: str | None = None,
-                 distance_matrix=None, slice_resolution: int = 161, progress: bool = True) -> Path:
+                 distance_matrix=None, distance_epochs: int | None = None, distance_hidden: int | None = None,
+                 slice_resolution: int = 161, progress: bool = True) -> Path:
     """Run studies 1–4 (and 5 when asked) and write ``report.md`` plus PNG figures to ``out_dir``.
 
     n: the largest matrix size of the ensembles, of the random slice and of the third volume box.
@@ -943,7 +965,12 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     training_results: a directory or results.json of :func:`training_study` to include as study 5;
     train_problem: a problem file to train under every set now (study 5; minutes).
     distance_matrix: the A of study 4 (default: the unconstrained A of study 5's "none/free" run if
-    available, else a function-estimation network trained unconstrained now, about a minute).
+    available, else a function-estimation network trained unconstrained now, announced on stderr
+    and in the report).
+    distance_epochs, distance_hidden: that network's epochs and hidden units (default
+    :func:`distance_training_size` (n): min(300, 50n) epochs, min(40, 8n) units, about a second per
+    10 epochs at n = 6 on one core); ``distance_epochs=0`` trains nothing and uses a seeded random
+    n×n matrix (entries N(0, 1)/√n) instead.
     Returns the path of ``report.md``.
     """
     out = Path(out_dir)
@@ -1013,8 +1040,24 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
             net, _ = load_run(run, map_location="cpu")
             distance_matrix, source = net.A.detach().double().numpy(), f"the unconstrained A of {run}"
     if distance_matrix is None:
-        distance_matrix = train_unconstrained_matrix(progress=progress)
-        source = "an unconstrained function-estimation A"
+        hidden, epochs = distance_training_size(n)
+        if distance_hidden is not None:
+            hidden = int(check_scalar(distance_hidden, "distance_hidden", low=1))
+        if distance_epochs is not None:
+            epochs = int(check_scalar(distance_epochs, "distance_epochs", low=0))
+        if epochs == 0:
+            rng = np.random.default_rng(seed)
+            distance_matrix = rng.standard_normal((n, n)) / math.sqrt(n)
+            source = f"a random {n}×{n} matrix (N(0, 1)/√n entries, seed {seed}; no training)"
+        else:
+            note = (f"compare: study 4 trains an unconstrained function-estimation network ({hidden} hidden units) "
+                    f"for {epochs} epochs to get its A (distance_epochs={epochs}; pass distance_matrix or "
+                    f"distance_epochs=0 to skip)")
+            tqdm.write(note, file=sys.stderr)
+            t_train = time.perf_counter()
+            distance_matrix = train_unconstrained_matrix(progress=progress, epochs=epochs, hidden=hidden)
+            source = (f"an unconstrained function-estimation A ({hidden} hidden units, {epochs} epochs, "
+                      f"trained here in {time.perf_counter() - t_train:.1f} s)")
     dist = distance_study(distance_matrix, gamma=gamma, source=source)
     dist.figure.savefig(out / "distance.png", dpi=100)
     md += ["## 4. Distance from an unconstrained trained A", "", f"A: {source} (n = {dist.A.shape[0]}).", "",

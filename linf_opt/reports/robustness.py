@@ -21,7 +21,7 @@ from linf_opt.robustness.certify import METHODS, certify
 from linf_opt.robustness.input_space import MNIST, InputSpace, check_eps
 
 __all__ = ["RobustnessRecord", "RobustnessReport", "evaluate_robustness", "format_table", "plot_accuracy",
-           "run_certify"]
+           "accuracy_figure", "run_certify"]
 
 
 @dataclass
@@ -147,36 +147,66 @@ def format_table(report: RobustnessReport) -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy(report: RobustnessReport, path, title: str = "") -> Path:
-    """Accuracy against ε, one line per attack and certificate (starting from the clean accuracy)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def accuracy_figure(report: RobustnessReport, title: str = ""):
+    """The figure of :func:`plot_accuracy`: two panels with their own y-labels, attack accuracy (left)
+    and certified accuracy (right), against ε, each curve starting from the clean accuracy at ε = 0.
+
+    Every curve of a panel has its own marker and line style. Certificates that are 0% at every ε > 0
+    would lie on top of each other on the axis: they are drawn a little above it, one offset each
+    (the legend label says ``0% at every ε; drawn +k``), and the panel's title says so.
+    Returns a matplotlib ``Figure`` (created without pyplot).
+    """
+    from matplotlib.figure import Figure
 
     clean = next((r.accuracy for r in report.records if r.kind == "clean"), None)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    names = []
-    for r in report.records:
-        if r.kind != "clean" and r.name not in names:
-            names.append(r.name)
-    for name in names:
-        pts = sorted((r.eps, r.accuracy) for r in report.records if r.name == name)
-        if clean is not None:
-            pts = [(0.0, clean)] + pts
-        style = "--" if any(r.kind == "attack" for r in report.records if r.name == name) else "-"
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], style, marker="o", label=name)
-    ax.set_xlabel("ε (ℓ∞ radius, pixel scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"accuracy against ε ({report.samples} samples; dashed: attacks, solid: certified)",
-                 fontsize=9)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=False)
+    panels = (("attack", axes[0], "accuracy under attack (%)", "attacks (empirical robustness)"),
+              ("certificate", axes[1], "certified accuracy (%)", "certificates (guaranteed)"))
+    for kind, ax, ylabel, head in panels:
+        names = []
+        for r in report.records:
+            if r.kind == kind and r.name not in names:
+                names.append(r.name)
+        zero_rank = 0
+        for k, name in enumerate(names):
+            pts = sorted((r.eps, r.accuracy) for r in report.records if r.name == name and r.kind == kind)
+            at_zero = bool(pts) and all(p[1] == 0.0 for p in pts)
+            if clean is not None:
+                pts = [(0.0, clean)] + pts
+            xs = [p[0] for p in pts]
+            ys = [100 * p[1] for p in pts]
+            label = name
+            if at_zero:
+                zero_rank += 1
+                off = 1.2 * zero_rank  # percentage points above the axis, one step per such curve
+                ys = [y if (clean is not None and i == 0) else y + off for i, y in enumerate(ys)]
+                label = f"{name} (0% at every ε; drawn +{off:.1f})"
+            ax.plot(xs, ys, linestyle=_LINESTYLES[k % len(_LINESTYLES)], marker=_MARKERS[k % len(_MARKERS)],
+                    markersize=6 if k % 2 == 0 else 5, fillstyle="full" if k < len(_MARKERS) else "none",
+                    label=label, clip_on=False)
+        ax.set_xlabel("ε (ℓ∞ radius, pixel scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        note = "\ncurves at 0% at every ε are drawn slightly above the axis" if zero_rank else ""
+        ax.set_title(head + ("" if names else ": none measured") + note, fontsize=9)
+        if names:
+            ax.legend(fontsize=8)
+    fig.suptitle(title or f"accuracy against ε ({report.samples} samples)", fontsize=10)
+    return fig
+
+
+def plot_accuracy(report: RobustnessReport, path, title: str = "") -> Path:
+    """Write :func:`accuracy_figure` (attacks | certificates) to ``path`` (PNG); returns the path."""
+    fig = accuracy_figure(report, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
