@@ -66,8 +66,12 @@ def _row_parts(A: torch.Tensor, eta: torch.Tensor | None = None) -> tuple[torch.
     if eta is not None:
         e = eta.to(device=A.device, dtype=torch.float64)
         Q = Q * (e.unsqueeze(-2) / e.unsqueeze(-1))
-    Q = torch.where(_eye_mask(A.shape[-1], A.device), 0.0, Q).contiguous()
-    return torch.diagonal(A64, dim1=-2, dim2=-1), Q.sum(-1)
+    if Q.requires_grad:
+        Q = torch.where(_eye_mask(A.shape[-1], A.device), 0.0, Q)
+    else:  # the same values, without a second temporary
+        Q = Q.contiguous()
+        torch.diagonal(Q, dim1=-2, dim2=-1).zero_()
+    return torch.diagonal(A64, dim1=-2, dim2=-1), Q.contiguous().sum(-1)
 
 
 def _row_values64(A: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:

@@ -349,20 +349,25 @@ def _measured_feasible(t: torch.Tensor, w64, L: float) -> torch.Tensor:
 
 
 def _lower_diagonal(X: torch.Tensor, w64, L: float, what: str = "A") -> None:
-    """Lower xᵢᵢ (in place) on every row whose measured value dᵢ + sᵢ exceeds L, until it does not."""
-    for k in range(32):
-        d, s = _row_parts(X, w64)
-        bad = (d + s) > L
-        if not bool(bad.any()):
-            return
-        diag = torch.diagonal(X, dim1=-2, dim2=-1)
-        cur = diag.clone()
-        target = L - s - (d + s - L) * (2.0 ** k - 1)  # from the second pass on, overshoot by the excess
-        cand = target.to(X.dtype)
-        cand = torch.where(cand.to(torch.float64) > target, torch.nextafter(cand, torch.full_like(cand, -math.inf)), cand)
-        new = torch.minimum(cand, torch.nextafter(cur, torch.full_like(cur, -math.inf)))
-        diag.copy_(torch.where(bad, new, cur))
-    raise ProjectionError(f"{what}: the round-off repair of a projected row did not converge (level {L!r})")
+    """Lower xᵢᵢ (in place) on every row whose measured value dᵢ + sᵢ exceeds L, so that it does not.
+
+    sᵢ does not involve xᵢᵢ (``_row_parts`` masks the diagonal out of the sum) and is recomputed
+    identically by every later measurement, so one step is exact: the new xᵢᵢ is the largest value of
+    X's dtype that is at most fl(L − sᵢ) less one float64 ulp, whence xᵢᵢ + sᵢ < L in exact arithmetic
+    and fl(xᵢᵢ + sᵢ) ≤ L (L is a float64 number). Rows already ≤ L are not touched.
+    """
+    d, s = _row_parts(X, w64)
+    bad = (d + s) > L
+    if not bool(bad.any()):
+        return
+    ninf = torch.full_like(s, -math.inf)
+    target = torch.nextafter(L - s, ninf)
+    cand = target.to(X.dtype)
+    cand = torch.where(cand.to(torch.float64) > target, torch.nextafter(cand, ninf.to(X.dtype)), cand)
+    diag = torch.diagonal(X, dim1=-2, dim2=-1)
+    cur = diag.clone()
+    new = torch.minimum(cand, torch.nextafter(cur, ninf.to(X.dtype)))
+    diag.copy_(torch.where(bad, new, cur))
 
 
 def _guard_mu_inf(t: torch.Tensor | None, X: torch.Tensor, w64, gamma: float,
