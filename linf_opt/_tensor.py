@@ -68,6 +68,8 @@ def check_square(t: torch.Tensor, name: str) -> None:
     """Raise :class:`ShapeError` unless ``t`` is a (batch of) square matrix, shape (..., n, n)."""
     if t.ndim < 2 or t.shape[-1] != t.shape[-2]:
         raise ShapeError(f"{name}: expected a square matrix of shape (..., n, n), got shape {tuple(t.shape)}")
+    if t.shape[-1] == 0:
+        raise ShapeError(f"{name}: expected a square matrix with n ≥ 1, got the empty shape {tuple(t.shape)}")
 
 
 def as_matrix(x: Any, name: str, **kw) -> tuple[torch.Tensor, bool]:

@@ -150,6 +150,8 @@ def prepare_batch(inputs, labels, eps, space: InputSpace, model_dtype=None):
     P, was_numpy = to_torch(inputs, "inputs", dtype=model_dtype)
     if P.ndim == 0:
         raise ShapeError("inputs: expected a batch of shape (batch, ...), got a scalar")
+    if P.shape[0] == 0:
+        raise ShapeError(f"inputs: the batch is empty (shape {tuple(P.shape)}); give at least one sample")
     space.check(P, "inputs")
     T = check_labels(labels, P.shape[0], P.device)
     return P.detach(), T, check_eps(eps), was_numpy
