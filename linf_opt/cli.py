@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +20,19 @@ import torch
 from linf_opt.errors import LinfOptError
 
 __all__ = ["main", "build_parser"]
+
+
+def _error(message: str) -> None:
+    """One line on stderr: ``linf-opt: error: message`` (newlines folded)."""
+    print(f"linf-opt: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line each (``linf-opt: warning: ...``), without the source line."""
+    print(f"linf-opt: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
+_TRACEBACK_ENV = "LINF_OPT_TRACEBACK"
 
 
 def _fmt(v):
@@ -35,6 +50,7 @@ def _print_summary(summary: dict, title: str) -> None:
 
 def _cmd_train(args) -> int:
     from linf_opt.training.config import load_problem, override, parse_assignment
+    from linf_opt.training.rundir import RunExistsError, RunLock, check_run_dir
     from linf_opt.training.trainer import Trainer
 
     problem = load_problem(args.problem)
@@ -48,24 +64,33 @@ def _cmd_train(args) -> int:
     if assignments:
         problem = override(problem, **assignments)
     out = Path(args.out) if args.out else Path("runs") / (problem.name or Path(args.problem).stem)
-    if (out / "checkpoint.pt").exists() and not args.resume and not args.overwrite:
-        print(f"error: {out} already holds a run; pass --resume to continue it or --overwrite to start over",
-              file=sys.stderr)
-        return 2
-    if args.overwrite and not args.resume:
-        for name in ("checkpoint.pt", "history.jsonl", "summary.json"):
-            (out / name).unlink(missing_ok=True)
-    trainer = Trainer(problem, out, progress=not args.no_progress)
-    if args.resume and trainer.resume():
-        print(f"resuming {out} after epoch {trainer.epoch}")
-    print(f"training {problem.name or args.problem}: {problem.constraint.set} ({problem.constraint.enforce}), "
-          f"γ={problem.constraint.gamma}, {problem.training.epochs} epochs → {out}")
-    try:
-        result = trainer.fit()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last completed epoch is saved: resume with --resume --out {out}", file=sys.stderr)
-        return 130
+    # the run directory is locked for the whole run; an existing run is continued (--resume), replaced
+    # (--overwrite: its files stay until the new run writes its first checkpoint) or refused
+    with RunLock(out):
+        try:
+            check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+        except RunExistsError as exc:
+            _error(str(exc))
+            return 2
+        # bars only on a terminal; otherwise (redirected, or --no-progress) one line per epoch on stdout
+        trainer = Trainer(problem, out, progress=False if args.no_progress else None,
+                          log=lambda line: print(line, flush=True))
+        if args.resume and trainer.resume():
+            print(f"resuming {out} after epoch {trainer.epoch}")
+        print(f"training {problem.name or args.problem}: {problem.constraint.set} ({problem.constraint.enforce}), "
+              f"γ={problem.constraint.gamma}, {problem.training.epochs} epochs → {out}")
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; the last completed epoch is saved: resume with --resume --out {out}",
+                  file=sys.stderr)
+            return 130
     _print_summary(result.summary, f"summary ({out / 'summary.json'})")
+    if not result.summary.get("converged", True):
+        _error(f"training finished, but {result.summary['not_converged']} training and "
+               f"{result.summary.get('test_not_converged', 0)} final test solves did not converge (see "
+               f"{out / 'history.jsonl'}): the results are not equilibria of the network")
+        return 1
     return 0
 
 
@@ -79,7 +104,7 @@ def _cmd_evaluate(args) -> int:
         from linf_opt.training.config import override
         problem = override(problem, **{"data.data_dir": args.data_dir})
     data = load_dataset(problem)
-    ev = evaluate(net, data.test_inputs, data.test_targets, data.task)
+    ev = evaluate(net, data)
     out = dict(ev)
     out["mu_inf"] = float(net.operator.mu_inf())
     for kind in ("tight", "paper"):
@@ -98,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linf-opt",
         description="Train well-posed implicit neural networks under ℓ∞ contraction constraints (μ∞(A) ≤ γ).")
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"show the Python traceback of an error (also: environment variable {_TRACEBACK_ENV}=1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the small matrix products of implicit networks run "
                              "fastest on one thread, and several threads slow to a crawl on a busy machine; "
@@ -116,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device, e.g. cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, one line per epoch instead (the default when stderr is not a terminal)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test set",
@@ -166,7 +194,7 @@ def _cmd_compare(args) -> int:
     from linf_opt.compare.studies import write_report
 
     if args.n < 2 or args.samples < 1:
-        print(f"error: --n must be ≥ 2 and --samples ≥ 1, got {args.n} and {args.samples}", file=sys.stderr)
+        _error(f"--n must be ≥ 2 and --samples ≥ 1, got {args.n} and {args.samples}")
         return 2
     path = write_report(args.out, n=args.n, samples=args.samples, gamma=args.gamma, seed=args.seed,
                         training_results=args.training_results, train_problem=args.train,
@@ -190,12 +218,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    debug = args.traceback or os.environ.get(_TRACEBACK_ENV, "") not in ("", "0")
     try:
-        return args.func(args)
-    except LinfOptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _show_warning
+            return args.func(args)
+    except (LinfOptError, OSError, KeyError, RuntimeError, ValueError, TypeError, AssertionError,
+            ArithmeticError, MemoryError, ImportError) as exc:
+        if debug:
+            raise
+        # the library's own errors say what and where; anything else gets its type, so it stays searchable
+        text = str(exc) if isinstance(exc, LinfOptError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyError):
+            text = f"KeyError: missing entry {exc}"
+        _error(f"{text} (rerun with --traceback or {_TRACEBACK_ENV}=1 for the traceback)"
+               if not isinstance(exc, LinfOptError) else text)
         return 1
 
 

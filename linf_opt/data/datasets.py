@@ -8,7 +8,8 @@ Everything is held in memory as torch tensors; nothing is downloaded and nothing
   and, by default, normalized as x = (p − 0.1307) / 0.3081. Attack radii are stated at pixel scale;
   :func:`eps_to_normalized` and :data:`NORMALIZED_RANGE` convert them.
 - :func:`function_estimation_data`: the no-download regression problem f(u) = sin(3u) + 0.5u.
-- :func:`load_dataset`: one entry point for the trainer, driven by the ``[data]`` configuration.
+- :func:`load_dataset`: one entry point for the trainer, driven by the ``[data]`` configuration
+  (including ``kind = "python"``: a data factory of your own, :mod:`linf_opt.data.sources`).
 
     >>> from linf_opt.data.datasets import function_estimation_data
     >>> d = function_estimation_data(n_train=8, n_test=5); d.u_train.shape, d.lipschitz
@@ -23,11 +24,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from linf_opt.data.sources import Dataset, LoaderData, call_factory
 from linf_opt.errors import DataError
 
 __all__ = [
@@ -444,49 +446,42 @@ def function_estimation_data(n_train: int = 200, n_test: int = 1000, noise: floa
 # One entry point for the trainer
 # ---------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Dataset:
-    """A training problem's data, in memory: inputs of shape (N, input_dim) and their targets.
-
-    ``task`` is ``"classification"`` (targets: int64 class indices, shape (N,)) or ``"regression"``
-    (targets: float, shape (N, output_dim)). ``output_dim`` is the network's output width (the number
-    of classes for classification). ``target_lipschitz`` is the true function's Lipschitz constant
-    where known (function estimation), else None.
-
-    Unpacks as the five-tuple ``train_inputs, train_targets, test_inputs, test_targets, task``.
-    """
-
-    train_inputs: torch.Tensor
-    train_targets: torch.Tensor
-    test_inputs: torch.Tensor
-    test_targets: torch.Tensor
-    task: str
-    output_dim: int
-    target_lipschitz: float | None = None
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.train_inputs.shape[1])
-
-    def __iter__(self) -> Iterator:
-        return iter((self.train_inputs, self.train_targets, self.test_inputs, self.test_targets, self.task))
+def _check_same_image_size(data_dir, train_inputs: torch.Tensor, test_inputs: torch.Tensor) -> None:
+    """Raise :class:`DataError`, naming both image files, when the test images differ in size from the
+    training images (found when the data are loaded, not after an epoch of training)."""
+    if tuple(train_inputs.shape[1:]) == tuple(test_inputs.shape[1:]):
+        return
+    directory = resolve_data_dir(data_dir)
+    files = {split: _find_file(directory, _MNIST_STEMS[(split, "images")]) for split in _SPLITS}
+    sizes = {split: _shape_text(read_idx(files[split], expect_magic=IDX_MAGIC_IMAGES).shape[1:]) for split in _SPLITS}
+    raise DataError(f"{files['test']}: the test images are {sizes['test']} pixels, but the training images "
+                    f"({files['train']}) are {sizes['train']}: both splits must have images of one size")
 
 
-def load_dataset(data: Any, *, seed: int | None = None, dtype: torch.dtype | str | None = None) -> Dataset:
+def load_dataset(data: Any, *, seed: int | None = None, dtype: torch.dtype | str | None = None,
+                 batch_size: int | None = None) -> Dataset | LoaderData:
     """Load the data a ``[data]`` configuration section describes (``DataConfig`` or a ``Problem``).
 
     ``kind = "function_estimation"``: :func:`function_estimation_data` with ``n_train``, ``n_test`` and
     ``noise`` (task "regression", output_dim 1). ``kind = "mnist"``: :func:`load_mnist`, normalized and
     flattened, from ``data_dir`` ("" = :func:`resolve_data_dir`'s search), keeping the first
     ``train_limit`` / ``test_limit`` samples (0 = all) (task "classification", output_dim 10).
-    Given a whole ``Problem``, its ``seed`` and ``dtype`` are the defaults; otherwise 0 and float32.
+    ``kind = "python"``: the function named by ``factory`` (``"package.module:function"``), called with
+    the ``[data]`` section (see :func:`linf_opt.data.sources.call_factory`); it may return any accepted
+    data form, so the result is a :class:`Dataset` or, for loaders, a
+    :class:`~linf_opt.data.sources.LoaderData`.
+    Given a whole ``Problem``, its ``seed``, ``dtype`` and ``training.batch_size`` are the defaults;
+    otherwise 0, float32 and 100.
 
         >>> train_x, train_y, test_x, test_y, task = load_dataset(load_problem("problems/mnist_fc.toml"))
     """
     if hasattr(data, "data") and hasattr(data, "seed"):  # a whole Problem
         seed = data.seed if seed is None else seed
         dtype = getattr(data, "dtype", None) if dtype is None else dtype
+        training = getattr(data, "training", None)
+        batch_size = getattr(training, "batch_size", None) if batch_size is None else batch_size
         data = data.data
+    batch_size = 100 if batch_size is None else batch_size
     seed = 0 if seed is None else seed
     if isinstance(dtype, str):
         dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype)
@@ -500,5 +495,8 @@ def load_dataset(data: Any, *, seed: int | None = None, dtype: torch.dtype | str
         data_dir = data.data_dir or None
         train = load_mnist(data_dir, "train", limit=data.train_limit or None, dtype=dtype)
         test = load_mnist(data_dir, "test", limit=data.test_limit or None, dtype=dtype)
+        _check_same_image_size(data_dir, train[0], test[0])
         return Dataset(*train, *test, "classification", MNIST_CLASSES)
-    raise ValueError(f"data.kind: expected 'function_estimation' or 'mnist', got {kind!r}")
+    if kind == "python":
+        return call_factory(data.factory, data, seed=seed, dtype=dtype, batch_size=batch_size)
+    raise ValueError(f"data.kind: expected 'function_estimation', 'mnist' or 'python', got {kind!r}")

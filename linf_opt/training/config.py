@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ __all__ = [
     "Problem", "DataConfig", "ModelConfig", "ConstraintConfig", "RegularizerConfig", "OptimizerConfig",
     "TrainingConfig", "SolverConfig", "RobustConfig",
     "load_problem", "problem_to_dict", "problem_to_toml", "override", "parse_assignment",
-    "from_dict", "to_dict", "to_toml",
+    "from_dict", "to_dict", "to_toml", "check_device",
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,14 +281,21 @@ def to_toml(obj: Any) -> str:
 
 _WEIGHTED_SETS = ("mu_inf", "weighted_mu_inf", "norm_inf")
 _REPARAM_SETS = ("mu_inf", "weighted_mu_inf", "monotone")
+_FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _RELU_ONLY_METHODS = ("forward_backward", "peaceman_rachford")  # Φ must be the projection onto x ≥ 0
+_NAME = re.compile(r"[A-Za-z0-9._-]+")                           # Problem.name: a safe directory name
 
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
     """``[data]``: which data set to train and test on.
 
-    kind         "function_estimation" (f(u) = sin(3u) + 0.5u on [−2, 2], docs/mathematics.md §9) or "mnist".
+    kind         "function_estimation" (f(u) = sin(3u) + 0.5u on [−2, 2], docs/mathematics.md §9), "mnist",
+                 or "python" (your own data: the function named by ``factory``, docs/guide_own_data.md).
+    factory      kind "python": "package.module:function", imported with importlib; called with this
+                 [data] section (and ``seed``, ``dtype``, ``batch_size`` if it takes them), it returns
+                 any form the trainer accepts (see ``linf_opt.data.sources``). The other keys of the
+                 section are there for it to read (e.g. ``data_dir``).
     data_dir     MNIST directory; "" searches the default places (see ``data.resolve_data_dir``).
     n_train      function estimation: number of noisy training samples.
     n_test       function estimation: number of points of the noise-free test grid.
@@ -296,13 +304,23 @@ class DataConfig(_Section):
     test_limit   MNIST: keep only the first ``test_limit`` test images (0 = all 10,000).
     """
 
-    kind: Literal["function_estimation", "mnist"] = "function_estimation"
+    kind: Literal["function_estimation", "mnist", "python"] = "function_estimation"
+    factory: str = ""
     data_dir: str = ""
     n_train: int = _bounded(200, ge=1)
     n_test: int = _bounded(1000, ge=1)
     noise: float = _bounded(0.05, ge=0.0)
     train_limit: int = _bounded(0, ge=0)
     test_limit: int = _bounded(0, ge=0)
+
+    def _check(self) -> None:
+        if self.kind == "python":
+            if not _FACTORY_SPEC.match(self.factory):
+                raise _Invalid("factory", 'data.kind = "python" needs factory = "package.module:function" (a '
+                                          f"module path, a colon, a function name), got {json.dumps(self.factory)}")
+        elif self.factory:
+            raise _Invalid("factory", f'a factory is only used with kind = "python", but kind = {json.dumps(self.kind)}; '
+                                      f'set kind = "python" or remove factory')
 
 
 @dataclass(frozen=True)
@@ -459,6 +477,13 @@ class SolverConfig(_Section):
     backward      gradient solve s = g + AᵀJs: "average" iteration or "direct" linear solve.
     backward_tol  tolerance of the iterative backward solve.
     strict        raise ConvergenceError on non-convergence (false: warn with ConvergenceWarning).
+    check_every   the most iterations between two convergence checks (each check is one host
+                  synchronisation; the checks are scheduled from the observed rate, docs/mathematics.md §4).
+    max_unconverged  the largest fraction of an epoch's solves (training forward and backward, test) that
+                  may stop at ``max_iter``; more stops training with ConvergenceError, the epoch unsaved
+                  (enforce = "free" runs only report it: there non-convergence is the measured outcome).
+                  Any unconverged solve is reported in the epoch record, the summary (converged = false)
+                  and the exit status of ``linf-opt train``.
     """
 
     method: Literal["average", "picard", "anderson", "forward_backward", "peaceman_rachford"] = "average"
@@ -467,6 +492,8 @@ class SolverConfig(_Section):
     backward: Literal["average", "direct"] = "average"
     backward_tol: float = _bounded(1e-6, gt=0.0)
     strict: bool = False
+    check_every: int = _bounded(8, ge=1)
+    max_unconverged: float = _bounded(0.5, ge=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
@@ -493,7 +520,8 @@ class RobustConfig(_Section):
 class Problem(_Section):
     """A whole training problem, one-to-one with a TOML problem file.
 
-    name    free label of the problem (used in logs and run names).
+    name    label of the problem, used in logs and as the default run directory runs/<name>: letters,
+            digits, "-", "_" and "." only (no path separators, not "." or "..").
     seed    seed of every random draw (data, initialization, batching), ≥ 0.
     device  any torch device string: "cpu", "cuda", "cuda:0", ... (checked for syntax, not availability).
     dtype   floating type of parameters and data: "float32" or "float64".
@@ -517,6 +545,10 @@ class Problem(_Section):
         return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
 
     def _check(self) -> None:
+        if self.name and (not _NAME.fullmatch(self.name) or self.name in (".", "..")):
+            raise _Invalid("name", f"{json.dumps(self.name)} is not a valid problem name: it names the run "
+                                   f"directory runs/<name>, so use letters, digits, '-', '_' and '.' only "
+                                   f"(no '/', no '..')")
         try:
             torch.device(self.device)
         except (RuntimeError, ValueError, TypeError):
@@ -549,9 +581,8 @@ class Problem(_Section):
         if eta and len(eta) != n:
             raise _Invalid("constraint.eta", f"has {len(eta)} weights but model.hidden = {n}: give one weight per "
                                              f"hidden unit, or [] for unweighted")
-        if self.training.loss == "cross_entropy" and self.data.kind != "mnist":
-            raise _Invalid("training.loss", f'"cross_entropy" needs class labels, but data.kind = '
-                                            f'{json.dumps(self.data.kind)} is a regression task; use "mse"')
+        # training.loss = "cross_entropy" against regression targets is refused by the trainer, which sees
+        # the data (the [data] section's, or your own passed to train(data=...), which this one does not describe)
         if self.solver.method in _RELU_ONLY_METHODS and self.model.activation != "relu":
             raise _Invalid("solver.method", f"the splitting {json.dumps(self.solver.method)} solves x = Φ(Ax + Bu + b) "
                                             f'only for model.activation = "relu", got '
@@ -595,6 +626,10 @@ def load_problem(source: str | os.PathLike | Mapping[str, Any] | Problem) -> Pro
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if not data:
+        raise ConfigError(f"{path}: the problem file sets no keys (it is empty or holds only comments; "
+                          f"truncated?); refusing to train the all-default problem. Start from a file in "
+                          f"problems/")
     try:
         return from_dict(Problem, data)
     except ConfigError as exc:
@@ -682,3 +717,23 @@ def parse_assignment(text: str, schema: type = Problem) -> tuple[str, Any]:
         return key, tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return key, raw
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` unless the torch device ``device`` can be used by this torch build
+    (e.g. "cuda" on a CPU-only torch, or "cuda:3" on a machine with one GPU)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device: {json.dumps(device)} is not a torch device string") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES?)")
+            raise ConfigError(f"device: {json.dumps(device)} is not available: {why}; use device = \"cpu\"")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {json.dumps(device)} is not available: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"device: {json.dumps(device)} is not available on this machine")

@@ -18,15 +18,29 @@ at the start of every epoch as the Perron vector of the Metzler majorant of A (t
 ``checkpoint.pt`` (written atomically each epoch), ``history.jsonl`` (one line per epoch) and
 ``summary.json``; ``resume=True`` continues from the checkpoint and reproduces the uninterrupted run.
 
+Data (docs/guide_own_data.md): the problem's ``[data]`` section, or ``data=`` any form
+:func:`linf_opt.data.sources.as_data` accepts — a :class:`~linf_opt.data.datasets.Dataset`, arrays
+``(X_train, y_train, X_test, y_test)``, or ``(train, test)`` torch DataLoaders / Datasets, which are
+streamed: one pass over the training loader per epoch, evaluation over the test loader. In-memory data
+are shuffled by the trainer's own generator (checkpointed, so resuming is bit-exact).
+
+Progress: tqdm bars only on a terminal (``progress=None``, the default; True forces them, False turns
+them off). Every epoch logs one line (epoch, train loss, test metric, μ∞, mean solver iterations,
+time) to the ``logging`` logger ``"linf_opt.training"`` at INFO, and, when the bars are off, to the
+``log`` callable (e.g. ``print``; the ``linf-opt`` command prints it to stdout).
+
     >>> result = train(load_problem("problems/function_estimation.toml"), out_dir="runs/fe")
     >>> result.net, result.history[-1]["test_mse"], result.summary["lipschitz_bound"]
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +50,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from linf_opt.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from linf_opt.training.config import Problem, load_problem, override, problem_to_dict, problem_to_toml
+from linf_opt.training.config import (Problem, check_device, load_problem, override, problem_to_dict,
+                                      problem_to_toml)
+from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint, check_loaded_model,
+                                      check_parameters_finite, check_resume_problem, membership)
+from linf_opt.training.rundir import RunLock, check_run_dir
 from linf_opt.data.datasets import Dataset, load_dataset
-from linf_opt.errors import ConfigError, InvariantError, LinfOptError
+from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
+from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
+                             LinfOptError)
 from linf_opt.models.lipschitz import lipschitz_bound, lipschitz_surrogate
 from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import optimal_weights
@@ -50,7 +70,10 @@ from linf_opt.sets.projections import prepare_kernels
 from linf_opt.sets.feasible import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "build_network", "build_feasible_set",
-           "evaluate", "load_run"]
+           "evaluate", "load_run", "format_epoch"]
+
+logger = logging.getLogger("linf_opt.training")
+"""Receives one INFO line per epoch (see :func:`format_epoch`)."""
 
 
 class NonFiniteLossError(LinfOptError, FloatingPointError):
@@ -93,11 +116,17 @@ def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> Fea
     return None
 
 
-def _image_shape(problem: Problem, input_dim: int) -> tuple[int, int, int]:
-    """(in_channels, H, W) of the input images of a convolutional model (square when not given)."""
+def _image_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[int, int, int]:
+    """(in_channels, H, W) of the input images of a convolutional model: ``model.image_size`` when
+    given, else the data's own (C, H, W) sample shape when it has one, else square images."""
     m = problem.model
     if m.image_size:
         H, W = m.image_size
+    elif input_shape is not None and len(input_shape) == 3:
+        cin, H, W = (int(v) for v in input_shape)
+        if cin != m.in_channels:
+            raise ConfigError(f"model.in_channels: the data are images of {cin} channel(s) ({cin} × {H} × {W}), "
+                              f"but model.in_channels = {m.in_channels}")
     else:
         side = math.isqrt(input_dim // m.in_channels)
         H = W = side
@@ -108,9 +137,11 @@ def _image_shape(problem: Problem, input_dim: int) -> tuple[int, int, int]:
     return m.in_channels, H, W
 
 
-def build_network(problem: Problem, input_dim: int, output_dim: int) -> ImplicitModel:
+def build_network(problem: Problem, input_dim: int, output_dim: int, input_shape=None) -> ImplicitModel:
     """The implicit model a problem describes (dense :class:`ImplicitNetwork` or
-    :class:`ConvImplicitNetwork`), initialised (with generator seed ``problem.seed``) inside S."""
+    :class:`ConvImplicitNetwork`), initialised (with generator seed ``problem.seed``) inside S.
+    ``input_shape``: the data's sample shape (for a convolutional model, (C, H, W) sets the image size
+    when ``model.image_size`` is not given)."""
     m, c, s = problem.model, problem.constraint, problem.solver
     dtype = torch.float64 if problem.dtype == "float64" else torch.float32
     gamma = c.gamma if c.set in ("mu_inf", "weighted_mu_inf", "norm_inf") else 0.95
@@ -119,19 +150,20 @@ def build_network(problem: Problem, input_dim: int, output_dim: int) -> Implicit
     eta = list(c.eta) if c.eta else None
     gen = torch.Generator().manual_seed(problem.seed)
     if m.kind == "conv":
-        cin, H, W = _image_shape(problem, input_dim)
+        cin, H, W = _image_shape(problem, input_dim, input_shape)
         net = ConvImplicitNetwork(cin, m.channels, (H, W), output_dim, m.kernel_size, m.activation,
                                   injection_kernel_size=m.injection_kernel_size, stride=m.stride,
                                   padding=m.padding, pool=m.pool, gamma=gamma, construction=m.construction,
                                   init_scale=m.init_scale, negative_slope=m.negative_slope, method=s.method,
                                   tol=s.tol, rtol=0.0, max_iter=s.max_iter, strict=s.strict, backward=s.backward,
-                                  backward_tol=s.backward_tol, dtype=dtype, generator=gen)
+                                  backward_tol=s.backward_tol, check_every=s.check_every, dtype=dtype,
+                                  generator=gen)
         return net.to(problem.device)
     net = ImplicitNetwork(input_dim, m.hidden, output_dim, activation=m.activation,
                           negative_slope=m.negative_slope, gamma=gamma, eta=eta, feedthrough=m.feedthrough,
                           init_scale=m.init_scale, method=s.method, tol=s.tol, rtol=0.0, max_iter=s.max_iter,
-                          strict=s.strict, backward=s.backward, backward_tol=s.backward_tol, dtype=dtype,
-                          generator=gen)
+                          strict=s.strict, backward=s.backward, backward_tol=s.backward_tol,
+                          check_every=s.check_every, dtype=dtype, generator=gen)
     with torch.no_grad():
         S = build_feasible_set(problem, net.eta)
         if S is not None and c.enforce != "free":
@@ -149,18 +181,35 @@ def build_network(problem: Problem, input_dim: int, output_dim: int) -> Implicit
 def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "cross_entropy":
         return nn.functional.cross_entropy(Y, T)
+    if not T.is_floating_point() and T.ndim == 1 and Y.ndim == 2:
+        # class labels under "mse": the squared error against the one-hot targets
+        T = nn.functional.one_hot(T.long(), Y.shape[-1]).to(Y.dtype)
     return nn.functional.mse_loss(Y, T)
 
 
 @torch.no_grad()
-def evaluate(net: ImplicitModel, inputs: torch.Tensor, targets: torch.Tensor, task: str,
+def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, task: str | None = None,
              batch_size: int = 1000) -> dict[str, float]:
-    """Loss and accuracy (classification) or MSE (regression) over a data set, plus solver statistics."""
-    total, correct, sq, ce, iters, not_conv = 0, 0, 0.0, 0.0, [], 0
+    """Loss and accuracy (classification) or MSE (regression) over a data set, plus solver statistics.
+
+    ``evaluate(net, inputs, targets, task)`` with tensors, or ``evaluate(net, data)`` with a
+    :class:`~linf_opt.data.datasets.Dataset` or :class:`~linf_opt.data.sources.LoaderData` (its test
+    split; a test loader is iterated once, so the data need not fit in memory).
+    """
+    if targets is None:
+        if not isinstance(inputs, (Dataset, LoaderData)):
+            raise TypeError(f"evaluate: expected (inputs, targets, task) tensors or a Dataset / LoaderData, got "
+                            f"{type(inputs).__name__} without targets")
+        task = inputs.task
+        batches = iterate_batches(inputs, "test", batch_size=batch_size, dtype=net.dtype)
+    else:
+        if task is None:
+            raise TypeError("evaluate: pass task ('classification' or 'regression') with inputs and targets")
+        batches = ((inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, inputs.shape[0], batch_size))
+    total, correct, sq, ce, iters, not_conv, width = 0, 0, 0.0, 0.0, [], 0, 1
     dev = net.device
-    for i in range(0, inputs.shape[0], batch_size):
-        U = inputs[i:i + batch_size].to(dev)
-        T = targets[i:i + batch_size].to(dev)
+    for U, T in batches:
+        U, T = U.to(dev), T.to(dev)
         Y = net(U)
         st = net.last_forward_stats
         iters.append(st.sample_iterations.double().mean().item())
@@ -170,13 +219,41 @@ def evaluate(net: ImplicitModel, inputs: torch.Tensor, targets: torch.Tensor, ta
             ce += float(nn.functional.cross_entropy(Y, T, reduction="sum"))
         else:
             sq += float(((Y - T) ** 2).sum())
+            width = T.shape[-1]
         total += U.shape[0]
-    out = {"eval_iterations": sum(iters) / max(len(iters), 1), "eval_not_converged": not_conv}
+    if total == 0:
+        raise ValueError("evaluate: the test data hold no samples")
+    out = {"eval_iterations": sum(iters) / max(len(iters), 1), "eval_not_converged": not_conv,
+           "eval_samples": total}
     if task == "classification":
         out.update(loss=ce / total, accuracy=correct / total)
     else:
-        out.update(loss=sq / (total * targets.shape[-1]), mse=sq / (total * targets.shape[-1]))
+        out.update(loss=sq / (total * width), mse=sq / (total * width))
     return out
+
+
+def format_epoch(rec: dict[str, Any], epochs: int | None = None) -> str:
+    """The one-line summary of an epoch record, for logs:
+    ``epoch 3/20  train_loss 0.0123  test_mse 0.00456  mu_inf 0.9500  iters 14.7/14.6  lip 12.3  0.84s``
+    (iters: mean forward/backward solver iterations per sample; lip: the certified Lipschitz bound)."""
+    parts = [f"epoch {rec['epoch']}" + (f"/{epochs}" if epochs else ""), f"train_loss {rec['train_loss']:.6g}"]
+    for key in ("test_accuracy", "test_mse"):
+        if key in rec:
+            parts.append(f"{key} {rec[key]:.6g}")
+    parts.append(f"mu_inf {rec['mu_inf']:.4f}")
+    parts.append(f"iters {rec['fwd_iters_mean']:.1f}/{rec['bwd_iters_mean']:.1f}")
+    lip = rec.get("lipschitz_bound")
+    parts.append("lip —" if lip is None else f"lip {lip:.4g}")
+    parts.append(f"{rec['epoch_time']:.2f}s")
+    return "  ".join(parts)
+
+
+def _on_terminal(stream=None) -> bool:
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):   # no isatty, or a closed stream
+        return False
 
 
 def _optimizer(problem: Problem, params) -> tuple[torch.optim.Optimizer, Any]:
@@ -199,21 +276,40 @@ class Trainer:
     Args:
         problem: the training problem (from :func:`linf_opt.training.config.load_problem`).
         out_dir: run directory (checkpoints, logs); None keeps everything in memory.
-        data: a preloaded :class:`~linf_opt.data.datasets.Dataset` (default: loaded from ``problem.data``).
-        progress: show tqdm progress bars.
+        data: the training and test data in any form :func:`~linf_opt.data.sources.as_data` accepts (a
+            :class:`~linf_opt.data.datasets.Dataset`, arrays ``(X_train, y_train, X_test, y_test)``,
+            ``(train, test)`` DataLoaders or torch Datasets); default: loaded from ``problem.data``.
+            The input shape and the output width (classes) come from the data.
+        progress: tqdm progress bars: None (default) shows them only when stderr is a terminal, True
+            always, False never.
         callbacks: functions ``f(trainer, info)`` called after every step (after the projection and the
             invariant check); ``info`` holds ``step``, ``epoch``, ``loss`` and the solver stats.
+        log: a callable receiving the one-line summary of every epoch (:func:`format_epoch`) when the
+            bars are off, e.g. ``print``. The line also goes to the logger ``"linf_opt.training"`` (INFO).
+
+    Raises :class:`~linf_opt.errors.ConfigError` when ``training.loss = "cross_entropy"`` meets float
+    (regression) targets.
     """
 
     def __init__(self, problem: Problem, out_dir: str | os.PathLike | None = None, *,
-                 data: Dataset | None = None, progress: bool = True, callbacks=()):
+                 data=None, progress: bool | None = None, callbacks=(), log=None):
+        check_device(problem.device)   # "cuda" on a CPU-only torch: one clear error, before any work
         self.problem = problem
         self.callbacks = list(callbacks)
         self.run_dir = Path(out_dir) if out_dir is not None else None
-        self.data = data if data is not None else load_dataset(problem)
-        self.progress = progress
+        self._saved = False             # problem.toml goes with this trainer's first checkpoint
+        self.data = (load_dataset(problem) if data is None else
+                     as_data(data, batch_size=problem.training.batch_size, dtype=problem.torch_dtype))
+        if self.data.task == "regression" and problem.training.loss == "cross_entropy":
+            source = f"data.kind = {json.dumps(problem.data.kind)}" if data is None else "the data given"
+            raise ConfigError(f'training.loss: "cross_entropy" needs class labels, but {source} is a regression '
+                              f'task (float targets); use "mse"')
+        self.progress = _on_terminal() if progress is None else bool(progress)
+        if log is not None and not callable(log):
+            raise TypeError(f"log: expected a callable such as print, or None, got {type(log).__name__}")
+        self.log = log
         torch.manual_seed(problem.seed)
-        self.net = build_network(problem, self.data.input_dim, self.data.output_dim)
+        self.net = build_network(problem, self.data.input_dim, self.data.output_dim, self.data.input_shape)
         self.set = build_feasible_set(problem, self.net.eta)
         if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
             prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
@@ -232,37 +328,82 @@ class Trainer:
                 "scheduler": self.sched.state_dict() if self.sched else None,
                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": self.history, "problem": problem_to_dict(self.problem),
-                "dims": {"input_dim": self.data.input_dim, "output_dim": self.data.output_dim}}
+                "dims": {"input_dim": self.data.input_dim, "output_dim": self.data.output_dim,
+                         "input_shape": list(self.data.input_shape)}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.step_count = int(state.get("step", 0))
-        if "eta" in state["model"] and self.net.eta is None:
-            self.net.eta = state["model"]["eta"].clone()
-            if self.problem.constraint.enforce == "reparam":
-                self.net.parametrizations.A[0].eta = self.net.eta
-        self.net.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None and state["scheduler"] is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        # RNG states are CPU byte tensors; map_location moved them to the model's device with the rest
-        self.shuffle.set_state(state["shuffle_rng"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        self.history = list(state["history"])
+    def load_state_dict(self, state: dict[str, Any], where: str = "state") -> None:
+        """Restore a checkpoint's state; ``where`` (its path) names it in errors. The state must be a
+        complete trainer checkpoint whose model fits this problem, is finite and satisfies the
+        constraint (:mod:`linf_opt.training.guards`)."""
+        check_checkpoint(state, where)
+        try:
+            self.epoch = int(state["epoch"])
+            self.step_count = int(state.get("step", 0))
+            if "eta" in state["model"] and self.net.eta is None:
+                self.net.eta = state["model"]["eta"].clone()
+                if self.problem.constraint.enforce == "reparam":
+                    self.net.parametrizations.A[0].eta = self.net.eta
+            self.net.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            if self.sched is not None and state.get("scheduler") is not None:
+                self.sched.load_state_dict(state["scheduler"])
+            # RNG states are CPU byte tensors; map_location moved them to the model's device with the rest
+            self.shuffle.set_state(state["shuffle_rng"].cpu())
+            torch.set_rng_state(state["torch_rng"].cpu())
+            self.history = list(state["history"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise DataError(f"checkpoint {where} does not fit this problem's model and optimizer: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
         self.set = build_feasible_set(self.problem, self.net.eta)
+        check_loaded_model(self, where)
 
     def save(self) -> None:
         if self.run_dir is None:
             return
         save_atomic(self.state_dict(), self.run_dir / "checkpoint.pt")
         write_text_atomic("".join(json.dumps(h) + "\n" for h in self.history), self.run_dir / "history.jsonl")
+        if not self._saved:
+            # the run directory now holds this run: its problem, and no summary of an earlier one (a run
+            # being replaced with overwrite keeps all its files until this, the new run's first checkpoint)
+            write_text_atomic(problem_to_toml(self.problem), self.run_dir / "problem.toml")
+            for stale in ("summary.json", "robustness.json", "robustness.png"):
+                (self.run_dir / stale).unlink(missing_ok=True)
+            self._saved = True
 
     def resume(self) -> bool:
         """Load ``checkpoint.pt`` from the run directory if present; return whether it was."""
         if self.run_dir is None or not (self.run_dir / "checkpoint.pt").is_file():
             return False
-        self.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt", map_location=self.net.device))
+        path = self.run_dir / "checkpoint.pt"
+        state = load_checkpoint(path, map_location=self.net.device)
+        check_checkpoint(state, str(path))
+        # the same problem, up to the keys that may change (guards.RESUMABLE_KEYS), before anything loads
+        check_resume_problem(state.get("problem"), self.problem, str(path))
+        self.load_state_dict(state, str(path))
         return True
+
+    def _kept(self) -> str:
+        if self.run_dir is None:
+            return "nothing was saved (no out_dir)"
+        path = self.run_dir / "checkpoint.pt"
+        return f"the last good checkpoint is kept at {path}" if path.is_file() else "no checkpoint was written yet"
+
+    def _optimizer_step(self) -> None:
+        """``opt.step()``, then every parameter checked finite (before the projection, which would
+        otherwise act on NaN): an overflowing learning rate stops training with one clear error."""
+        where = f"optimizer step {self.step_count + 1} (epoch {self.epoch + 1})"
+        hint = (f"; training stopped and {self._kept()}. Lower optimizer.lr "
+                f"(= {self.problem.optimizer.lr:g}) or check the data")
+        try:
+            self.opt.step()
+        except RuntimeError as exc:
+            if "overflow" not in str(exc):
+                raise
+            raise NonFiniteParameterError(f"{where} overflowed ({exc}){hint}") from exc
+        try:
+            check_parameters_finite(self.net, f"after {where}")
+        except NonFiniteParameterError as exc:
+            raise NonFiniteParameterError(f"{exc}{hint}") from None
 
     # -- the constraint -----------------------------------------------------------------------------
     def _update_weights(self) -> None:
@@ -338,23 +479,19 @@ class Trainer:
         p = self.problem
         if _learns_weights(p):
             self._update_weights()
-        X, T = self.data.train_inputs, self.data.train_targets
-        N, bs = X.shape[0], p.training.batch_size
-        perm = torch.randperm(N, generator=self.shuffle)
+        batches, nb = self._train_batches()
         dev = self.net.device
-        nb = math.ceil(N / bs)
         sums = dict(loss=0.0, correct=0, count=0, fwd=0.0, bwd=0.0, fwd_max=0, bwd_max=0, fwd_nc=0, bwd_nc=0)
         extra: dict[str, float] = {}
         t_proj = t_check = 0.0
         sync = dev.type == "cuda"
         t0 = time.perf_counter()
-        bar = tqdm(range(nb), desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
+        bar = tqdm(batches, total=nb, desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
         self.net.train()
-        for k in bar:
-            idx = perm[k * bs:(k + 1) * bs]
-            U, Tb = X[idx].to(dev), T[idx].to(dev)
-            loss, Y, info = self._loss(U, Tb, self.epoch + k / nb)
+        for k, (U, Tb) in enumerate(bar):
+            U, Tb = U.to(dev), Tb.to(dev)
+            loss, Y, info = self._loss(U, Tb, self.epoch + (k / nb if nb else 0.0))
             loss_value = float(loss.detach())  # one conversion (a device sync) per step
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
@@ -366,7 +503,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             bst = self.net.last_backward_stats
-            self.opt.step()
+            self._optimizer_step()
             if sync:  # let the queued step finish first, so that its time is not booked to the projection
                 torch.cuda.synchronize(dev)
             tp = time.perf_counter()
@@ -393,15 +530,19 @@ class Trainer:
                 sums["bwd_nc"] += bst.n_not_converged
             for key, v in info.items():
                 extra[key] = extra.get(key, 0.0) + v * b
-            if self.progress and (k % 10 == 0 or k == nb - 1):
+            if self.progress and (k % 10 == 0 or k == (nb or 0) - 1):
                 bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4g}", iters=f"{fst.iterations}")
         bar.close()
+        if sums["count"] == 0:
+            raise DataError(f"epoch {self.epoch + 1}: the training data yielded no batches (an exhausted "
+                            f"iterator? pass a re-iterable DataLoader)")
         if self.sched is not None:
             self.sched.step()
         t_epoch = time.perf_counter() - t0
         n = sums["count"]
         rec: dict[str, Any] = {
-            "epoch": self.epoch + 1, "train_loss": sums["loss"] / n, "lr": self.opt.param_groups[0]["lr"],
+            "epoch": self.epoch + 1, "train_samples": n, "train_loss": sums["loss"] / n,
+            "lr": self.opt.param_groups[0]["lr"],
             "fwd_iters_mean": sums["fwd"] / n, "fwd_iters_max": sums["fwd_max"], "fwd_not_converged": sums["fwd_nc"],
             "bwd_iters_mean": sums["bwd"] / n, "bwd_iters_max": sums["bwd_max"], "bwd_not_converged": sums["bwd_nc"],
             "epoch_time": t_epoch, "projection_time": t_proj, "projection_share": t_proj / t_epoch,
@@ -412,9 +553,27 @@ class Trainer:
         rec.update({k: v / n for k, v in extra.items()})
         return rec
 
+    def _train_batches(self):
+        """The epoch's (inputs, targets) batches and their number (None when a loader has no length).
+
+        In memory: a permutation by the trainer's own generator, sliced by ``training.batch_size`` (so
+        that a resumed run is bit-exact). Streamed: one pass over the training loader."""
+        d = self.data
+        if isinstance(d, Dataset):
+            X, T = d.train_inputs, d.train_targets
+            N, bs = X.shape[0], self.problem.training.batch_size
+            perm = torch.randperm(N, generator=self.shuffle)
+            nb = math.ceil(N / bs)
+            return ((X[idx], T[idx]) for idx in (perm[k * bs:(k + 1) * bs] for k in range(nb))), nb
+        try:
+            nb = len(d.train)
+        except TypeError:       # an IterableDataset of unknown length
+            nb = None
+        return iterate_batches(d, "train", dtype=self.net.dtype), nb
+
     def _epoch_report(self, rec: dict[str, Any]) -> dict[str, Any]:
         d = self.data
-        ev = evaluate(self.net, d.test_inputs, d.test_targets, d.task)
+        ev = evaluate(self.net, d)
         op = self.net.operator
         op = op.with_weight(op.weight.detach())
         rec["test_loss"] = ev["loss"]
@@ -423,13 +582,19 @@ class Trainer:
         else:
             rec["test_mse"] = ev["mse"]
         rec["test_iters_mean"] = ev["eval_iterations"]
+        rec["test_not_converged"] = ev["eval_not_converged"]
+        # every solve of the epoch: training forward and backward (one per sample each), and the test
+        solves = 2 * rec.get("train_samples", 0) + ev.get("eval_samples", 0)
+        failed = rec["fwd_not_converged"] + rec["bwd_not_converged"] + rec["test_not_converged"]
+        rec["unconverged_fraction"] = failed / solves if solves else 0.0
         rec["mu_inf"] = float(op.mu_inf())
         if self.net.eta is not None:
             rec["mu_inf_weighted"] = float(op.mu_inf(self.net.eta))
         if self.set is not None:
             A = op.weight if isinstance(op, DenseOperator) else op
-            rec["set_value"] = float(torch.as_tensor(self.set.value(A)))
-            rec["in_set"] = bool(self.set.contains(A, tol=self.problem.constraint.check_tol))
+            # in float64, slack not scaled by ‖A‖ (guards.membership): a huge matrix cannot pass on slack
+            rec["set_value"], rec["in_set"] = membership(self.set, A, self.problem.constraint.check_tol,
+                                                         self.net.dtype)
         try:
             rec["lipschitz_bound"] = float(lipschitz_bound(self.net).detach())
         except ValueError:
@@ -439,20 +604,49 @@ class Trainer:
     def fit(self, epochs: int | None = None) -> TrainResult:
         """Train until ``epochs`` (default ``problem.training.epochs``) epochs are done in total."""
         epochs = self.problem.training.epochs if epochs is None else epochs
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(problem_to_toml(self.problem), self.run_dir / "problem.toml")
+        if self.run_dir is None:
+            return self._fit(epochs)
+        with RunLock(self.run_dir):    # one process per run directory (re-entrant: train() holds it too)
+            return self._fit(epochs)
+
+    def _epoch_checked(self) -> dict[str, Any]:
+        """One epoch and its report, the solvers' per-batch warnings replaced by one line per epoch;
+        ConvergenceError (the epoch not saved) when more than ``solver.max_unconverged`` of its solves
+        stopped at max_iter (not for enforce = "free", where that is the measured outcome)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            rec = self._epoch_report(self.train_epoch())
+        failed = rec["fwd_not_converged"] + rec["bwd_not_converged"] + rec["test_not_converged"]
+        if failed:
+            s = self.problem.solver
+            text = (f"epoch {rec['epoch']}: {failed} solves did not converge ({rec['unconverged_fraction']:.1%}: "
+                    f"training forward {rec['fwd_not_converged']}, backward {rec['bwd_not_converged']}, test "
+                    f"{rec['test_not_converged']}) within solver.max_iter = {s.max_iter} at tol {s.tol:g}; "
+                    f"outputs of unconverged solves are not equilibria")
+            if (rec["unconverged_fraction"] > s.max_unconverged
+                    and self.problem.constraint.enforce != "free"):
+                raise ConvergenceError(f"{text}. More than solver.max_unconverged = {s.max_unconverged:g} of "
+                                       f"the epoch's solves failed: training diverged (lower optimizer.lr = "
+                                       f"{self.problem.optimizer.lr:g}?) and was stopped; {self._kept()}")
+            warnings.warn(text, ConvergenceWarning, stacklevel=3)
+        return rec
+
+    def _fit(self, epochs: int) -> TrainResult:
         outer = tqdm(total=epochs, initial=self.epoch, desc=self.problem.name or "training",
                      disable=not self.progress, unit="epoch")
         key = "test_accuracy" if self.data.task == "classification" else "test_mse"
         while self.epoch < epochs:
-            rec = self._epoch_report(self.train_epoch())
+            rec = self._epoch_checked()
             self.epoch += 1
             self.history.append(rec)
             self.save()
             outer.update(1)
             outer.set_postfix({key: f"{rec[key]:.4g}", "mu": f"{rec['mu_inf']:.3f}",
                                "lip": "—" if rec["lipschitz_bound"] is None else f"{rec['lipschitz_bound']:.3g}"})
+            line = format_epoch(rec, epochs)
+            logger.info(line)
+            if self.log is not None and not self.progress:
+                self.log(line)
         outer.close()
         summary = self.summary()
         if self.run_dir is not None:
@@ -474,29 +668,43 @@ class Trainer:
             projection_share=sum(r["projection_time"] for r in h) / sum(r["epoch_time"] for r in h),
             check_share=sum(r.get("check_time", 0.0) for r in h) / sum(r["epoch_time"] for r in h),
             not_converged=sum(r["fwd_not_converged"] + r["bwd_not_converged"] for r in h),
+            test_not_converged=last.get("test_not_converged", 0),
         )
+        # success only when every solve of every epoch reached the tolerance
+        s["converged"] = s["not_converged"] + sum(r.get("test_not_converged", 0) for r in h) == 0
         if self.data.target_lipschitz is not None:
             s["true_lipschitz"] = self.data.target_lipschitz
         return s
 
 
 def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLike | None = None, *,
-          resume: bool = False, epochs: int | None = None, data_dir: str | None = None,
-          progress: bool = True, data: Dataset | None = None) -> TrainResult:
+          resume: bool = False, overwrite: bool = False, epochs: int | None = None,
+          data_dir: str | None = None, progress: bool | None = None, data=None, log=None) -> TrainResult:
     """Train ``problem`` (a Problem, a TOML path or a dict) and return a :class:`TrainResult`.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists. ``epochs`` overrides
-    ``training.epochs``; ``data_dir`` overrides ``data.data_dir``.
+    ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists (the problem must match the
+    checkpoint's up to ``guards.RESUMABLE_KEYS``). A directory that already holds a run is refused
+    (:class:`~linf_opt.training.rundir.RunExistsError`) unless ``resume`` or ``overwrite``; with
+    ``overwrite`` the old run's files stay until the new run writes its first checkpoint. The directory
+    is locked for the whole call (:class:`~linf_opt.training.rundir.RunLock`). ``epochs`` overrides
+    ``training.epochs``; ``data_dir`` overrides ``data.data_dir``. ``data``: your own data in any form
+    :class:`Trainer` accepts, e.g. ``data=(X_train, y_train, X_test, y_test)`` or
+    ``data=(train_loader, test_loader)``. ``progress`` and ``log`` as for :class:`Trainer`
+    (``log=print`` prints one line per epoch when the bars are off).
     """
     problem = load_problem(problem)
     if epochs is not None:
         problem = override(problem, **{"training.epochs": int(epochs)})
     if data_dir is not None:
         problem = override(problem, **{"data.data_dir": str(data_dir)})
-    trainer = Trainer(problem, out_dir, data=data, progress=progress)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    if out_dir is None:
+        return Trainer(problem, None, data=data, progress=progress, log=log).fit()
+    with RunLock(out_dir):
+        check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log)
+        if resume:
+            trainer.resume()
+        return trainer.fit()
 
 
 def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitModel, Problem]:
@@ -504,11 +712,15 @@ def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitMod
     run_dir = Path(run_dir)
     problem = load_problem(run_dir / "problem.toml")
     state = load_checkpoint(run_dir / "checkpoint.pt", map_location=map_location)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise DataError(f"checkpoint {run_dir / 'checkpoint.pt'}: missing entry 'model': not a complete "
+                        f"linf_opt training checkpoint")
     model = state["model"]
     dims = state.get("dims")
     r = dims["input_dim"] if dims else model["B"].shape[1]
     q = dims["output_dim"] if dims else model["C"].shape[0]
-    net = build_network(override(problem, device="cpu") if map_location == "cpu" else problem, r, q)
+    shape = dims.get("input_shape") if dims else None
+    net = build_network(override(problem, device="cpu") if map_location == "cpu" else problem, r, q, shape)
     if "eta" in model and net.eta is None:
         net.eta = model["eta"].clone()
         if problem.constraint.enforce == "reparam":
