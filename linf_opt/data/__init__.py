@@ -1,6 +1,10 @@
-"""Datasets: the MNIST IDX reader and the function-estimation problem (depends only on ``errors``)."""
+"""Datasets: the MNIST IDX reader, the function-estimation problem, and your own data — arrays, torch
+datasets and loaders, data factories named in problem files (depends only on ``errors``)."""
 from linf_opt.data.datasets import (MNIST_MEAN, MNIST_STD, function_estimation_data, load_dataset, load_mnist,
                                     read_idx, resolve_data_dir, write_idx)
+from linf_opt.data.sources import (Dataset, LoaderData, as_data, from_arrays, from_loaders, iterate_batches,
+                                   load_factory)
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "function_estimation_data", "load_dataset", "load_mnist", "read_idx",
-           "resolve_data_dir", "write_idx"]
+           "resolve_data_dir", "write_idx", "Dataset", "LoaderData", "as_data", "from_arrays", "from_loaders",
+           "iterate_batches", "load_factory"]
