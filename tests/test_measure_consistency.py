@@ -113,3 +113,45 @@ def test_conv_operator_projection_reads_at_most_gamma(dtype, padding):
         assert float(Q.mu_inf()) <= 0.9 and torch.equal(Q.weight, P.weight)
         D = project_operator(DenseOperator(K.reshape(4, 36)[:, :4].contiguous() * 10), 0.9)
         assert float(D.mu_inf()) <= 0.9 and _below(mu_inf(D.weight), 0.9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_decides_without_the_measure_and_defers_boundary_rows(dtype, monkeypatch):
+    """The compiled kernel's measure mode: in a training-like sequence it never needs the measure (no
+    pass of ``_lower_diagonal``); rows that the torch forms put on the boundary (within the kernel's
+    summation-order bound δ of γ) are left to the measure, which keeps them unchanged."""
+    import linf_opt.sets.projections as projections
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(100, 100, generator=g, dtype=dtype) / 10
+    P = project_mu_inf(A, 0.9, method="pivot")  # on the boundary by the measure, within round-off
+    Q = project_mu_inf(P, 0.9)  # the kernel: ambiguous rows go to the measure, which finds them ≤ γ
+    assert torch.equal(Q, P) and MuInfPolytope(0.9).contains(Q, tol=0)
+    proj = MuInfProjector(0.9)
+    B = P.clone()
+    proj.project_(B)
+    assert torch.equal(B, P)
+    if dtype == torch.float64:
+        assert proj.info["ambiguous"] > 0
+    calls = []
+    real = projections._lower_diagonal
+    monkeypatch.setattr(projections, "_lower_diagonal", lambda *a, **k: calls.append(1) or real(*a, **k))
+    S = MuInfPolytope(0.9)
+    C = A.clone()
+    for step in range(30):
+        C.add_(torch.randn(100, 100, generator=g, dtype=dtype) * 1e-3)
+        S.project_(C)
+        assert _below(mu_inf(C), 0.9) and S.contains(C, tol=0) and S._certified_inside(C)
+        D = C.clone()
+        S.project_(D)
+        assert torch.equal(C, D)
+    assert not calls
+
+
+def test_kernel_exact_rows_keep_exact_values():
+    """Rows whose sum is exact in every order (one off-diagonal term; float32 within range) get δ = 0."""
+    X = project_mu_inf(np.array([[1.0, 2.0], [0.5, -3.0]]), 0.5)
+    assert X.tolist() == [[-0.25, 0.75], [0.5, -3.0]] and mu_inf(X) == 0.5
+    assert project_mu_inf([[2.0]], 0.5).tolist() == [[0.5]]
+    A = torch.tensor([[2.0, 1.0, -1.0], [0.5, 0.25, 0.25], [1.0, 1.0, 1.0]], dtype=torch.float32)
+    P = project_mu_inf(A, 1.0)
+    assert float(mu_inf(P)) == 1.0 and torch.equal(project_mu_inf(P, 1.0), P)

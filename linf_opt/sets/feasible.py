@@ -43,7 +43,7 @@ from linf_opt.operators.measures import (_row_values64, metzler_majorant, mu_2, 
                                          optimal_weights, spectral_abscissa)
 import linf_opt.sets.sdp as _sdp
 from linf_opt.sets.projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
-                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, _operator_eta, _project_operator,
+                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, _level64, _operator_eta, _project_operator,
                           _weight_name, project_mu_2, project_mu_inf, project_norm_inf, project_operator)
 
 # machine epsilon per floating dtype, looked up after every training step (torch.finfo builds an object)
@@ -260,6 +260,11 @@ class MuInfPolytope(FeasibleSet):
         ``op.mu_inf(η)`` and scale max(‖A‖∞, ‖A‖₁) of the operator's matrix (from ``op.abs_sums()`` when
         the operator has it, else from ``op.as_matrix()``). Returns a Python bool."""
         if not isinstance(A, WeightOperator) or isinstance(A, DenseOperator):
+            # tol = 0: one compiled pass that certifies mu_inf(A) ≤ γ as computed (the exact test's answer);
+            # a matrix it does not certify (outside, within round-off of γ, NaN/Inf) goes to that test.
+            # (tol > 0 takes the compiled mu_inf_stats pass of FeasibleSet.contains.)
+            if tol == 0 and self._certified_inside(self._dense(A)):
+                return True
             return super().contains(A, tol)
         tol = check_scalar(tol, "tol", low=0.0)
         w = A.weight.detach()
@@ -303,6 +308,25 @@ class MuInfPolytope(FeasibleSet):
             return None  # the generic route raises the weights' shape error
         mu, rows, cols = kernel.mu_inf_stats(t.contiguous().numpy(), eta)
         return mu, max(rows, cols)
+
+    def _certified_inside(self, A) -> bool:
+        """Whether ``contains(A, tol=0)`` is certainly True, from one compiled pass (no torch operations):
+        every row value rᵢ with its bound δᵢ on the difference between any two float64 summation orders
+        (``_row_kernel.mu_inf_certified``) is ≤ γ rounded down to A's dtype, so ``mu_inf(A, η)`` reads
+        ≤ γ in whatever order it sums. False: not certified (the exact test decides; also for NaN/Inf)."""
+        if isinstance(A, np.ndarray) and A.dtype in (np.float32, np.float64):
+            A = torch.from_numpy(A)
+        if (not isinstance(A, torch.Tensor) or A.ndim != 2 or A.dtype not in _KERNEL_DTYPES
+                or A.shape[0] != A.shape[1] or (kernel := _cpu_kernel()) is None
+                or not (A.is_cpu or A.numel() <= HOST_KERNEL_MAX_ENTRIES)):
+            return False
+        eta = _NO_VECTOR if self.eta is None else self.eta
+        if eta.shape[0] not in (0, A.shape[-1]):
+            return False
+        t = A.detach()
+        if not t.is_cpu:
+            t = t.cpu()
+        return bool(kernel.mu_inf_certified(t.contiguous().numpy(), eta, _level64(self.gamma, t.dtype)))
 
     def _project(self, A, method: str):
         if method == "exact":

@@ -48,9 +48,15 @@ every returned row reads ≤ γ as ``mu_inf`` computes it (float64 sums, in the 
 largest value of that dtype not above γ), so ``mu_inf(X) <= γ`` and ``MuInfPolytope(γ).contains(X,
 tol=0)`` hold, and projecting twice returns the first result bit for bit. The backends' own row sums
 (the kernel's fixed-order float64 sums, the torch forms' sums in A's dtype) differ from the measure's
-by round-off; a final step lowers xᵢᵢ by the excess on the rows the measure finds above γ (for an
-operator, the diagonal entry of each constraint row, against ``op.mu_inf``). Results are detached from
-autograd (projected gradient steps do not differentiate through the projection).
+by round-off. The compiled kernel (``"exact"``, the matrix routes) settles this itself: it bounds the
+difference between any two float64 summation orders of a row by δ = 2(n + 2)·2⁻⁵³·(|xᵢᵢ| + sᵢ),
+leaves rows with rᵢ + δ ≤ γ unchanged, and lowers xᵢᵢ on every projected row until rᵢ + δ ≤ γ: exact
+up to a relative 2(n + 2)·2⁻⁵³ of the row mass inside γ (2.3e-14 at n = 100), with no pass of the
+measure after it, except on the rare rows within δ of γ that the kernel did not project (the measure
+decides them). The torch and CVXPY forms, and the operators' constraint rows, get a final step instead:
+xᵢᵢ lowered by the excess on the rows the measure finds above γ (for an operator, the diagonal entry
+of each constraint row, against ``op.mu_inf``). Results are detached from autograd (projected gradient
+steps do not differentiate through the projection).
 
     >>> import numpy as np; from linf_opt import project_mu_inf, mu_inf
     >>> X = project_mu_inf(np.array([[1.0, 2.0], [0.5, -3.0]]), gamma=0.5)   # row 0 moves, row 1 stays
@@ -444,8 +450,10 @@ def prepare_kernels(dtype: torch.dtype = torch.float32) -> bool:
     if kernel is None or dtype not in _KERNEL_DTYPES:
         return kernel is not None
     V = torch.zeros(2, 2, dtype=dtype)
-    _project_rows_compiled(V, None, _diagonal_index(2, 2, V.device), 1.0, out=V.clone())
+    _project_rows_compiled(V, None, _diagonal_index(2, 2, V.device), 1.0, out=V.clone(),
+                           level=_level64(1.0, dtype))
     kernel.mu_inf_stats(V.numpy(), _NO_VECTOR)
+    kernel.mu_inf_certified(V.numpy(), _NO_VECTOR, 1.0)
     return True
 
 
@@ -465,8 +473,9 @@ def _kernel_error(status: int, V: torch.Tensor, gamma: float, name: str) -> Exce
 
 
 def _kernel_inputs(V, W, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The kernel's arrays for rows V (N, m), weights W and linear-coordinate columns idx (or None)."""
-    return (_as_numpy(V), _NO_WEIGHTS[V.dtype] if W is None else _as_numpy(W),
+    """The kernel's arrays for rows V (N, m), weights W (passed in float64) and linear-coordinate columns
+    idx (or None)."""
+    return (_as_numpy(V), _NO_WEIGHTS if W is None else _as_numpy(W, torch.float64),
             _NO_INDEX if idx is None else _as_numpy(idx).reshape(-1))
 
 
@@ -481,33 +490,41 @@ def _kernel_slack(Vn: np.ndarray, Wn: np.ndarray, In: np.ndarray) -> float:
 
 
 def _run_kernel(Vn, Wn, In, gamma: float, lam0: np.ndarray, max_iter: int, Xn, lam: np.ndarray, *,
-                info: dict | None, name: str, slack: float | None = None) -> None:
-    """One call of the row kernel (X into ``Xn``, λ into ``lam``), its status turned into an error."""
+                info: dict | None, name: str, slack: float | None = None, level: float = math.nan) -> int:
+    """One call of the row kernel (X into ``Xn``, λ into ``lam``), its status turned into an error.
+
+    ``level``: L = ``_level64(γ, dtype)`` for the measure mode of the μ∞ matrix projections (Wn then
+    holds the measure's float64 weights ηⱼ/ηᵢ); NaN for the slack mode. Returns the number of rows the
+    kernel left to the measure (within δ of L and not projected; 0 in the slack mode).
+    """
     if slack is None:
-        slack = _kernel_slack(Vn, Wn, In)
-    status, n_bad, passes = _cpu_kernel().project_rows(Vn, Wn, In, float(gamma), lam0, int(max_iter), Xn, lam,
-                                                       float(slack))
+        slack = 0.0 if level == level else _kernel_slack(Vn, Wn, In)
+    status, n_bad, passes, n_amb = _cpu_kernel().project_rows(Vn, Wn, In, float(gamma), lam0, int(max_iter), Xn,
+                                                              lam, float(slack), float(level))
     if status != 0:
         raise _kernel_error(status, torch.from_numpy(Vn), gamma, name)
     if info is not None:
-        info.update(rows=Vn.shape[0], projected=int(n_bad), passes=int(passes))
+        info.update(rows=Vn.shape[0], projected=int(n_bad), passes=int(passes), ambiguous=int(n_amb))
+    return n_amb
 
 
 def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVOT_MAX_ITER,
-                           info: dict | None = None, name: str = "A", out: torch.Tensor | None = None):
+                           info: dict | None = None, name: str = "A", out: torch.Tensor | None = None,
+                           level: float = math.nan):
     """``_project_rows`` for ``method="exact"`` on CPU: the compiled kernel, one row at a time.
 
     Same mathematics and guarantees as the torch closed forms (see :mod:`linf_opt.sets._row_kernel`), with
     the row values accumulated in float64 for either dtype; 4–30× faster than them at n = 50 to 2000
     (``bench/projection.py``). Returns (X, λ) with λ in float64.
     ``out``: a contiguous CPU tensor of V's shape and dtype to write X into; it may be V itself (the
-    kernel reads each entry before it writes it), which projects in place.
+    kernel reads each entry before it writes it), which projects in place. ``level``: see ``_run_kernel``
+    (the number of rows left to the measure goes into ``info["ambiguous"]``).
     """
     Vn, Wn, In = _kernel_inputs(V, W, idx)
     L0 = _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64)
     Xn = np.empty_like(Vn) if out is None else out.numpy()
     lam = np.empty(Vn.shape[0])
-    _run_kernel(Vn, Wn, In, gamma, L0, max_iter, Xn, lam, info=info, name=name)
+    _run_kernel(Vn, Wn, In, gamma, L0, max_iter, Xn, lam, info=info, name=name, level=level)
     return (torch.from_numpy(Xn) if out is None else out), torch.from_numpy(lam)
 
 
@@ -515,7 +532,7 @@ def _project_rows_compiled(V, W, idx, gamma: float, *, lam0=None, max_iter=_PIVO
 # linear coordinate, no warm start / no η), and the conversion of their inputs (CPU tensors): a
 # handful of calls per projection, since each tensor operation costs microseconds at this size.
 _KERNEL_DTYPES = (torch.float32, torch.float64)
-_NO_WEIGHTS = {torch.float32: np.empty((0, 0), np.float32), torch.float64: np.empty((0, 0))}
+_NO_WEIGHTS = np.empty((0, 0))  # the kernel reads its weights in float64 (one compiled version per row dtype)
 _NO_INDEX = np.empty(0, dtype=np.int64)
 _NO_VECTOR = np.empty(0)
 
@@ -796,19 +813,39 @@ def project_mu_inf(A, gamma, eta=None, method: str = "exact", *, tol=None, solve
     return like_input(X, was_numpy)
 
 
+def _kernel_route(t: torch.Tensor, method: str) -> bool:
+    """Whether ``"exact"`` runs the compiled kernel for t (CPU, or a small accelerator matrix)."""
+    return (method == "exact" and _cpu_kernel() is not None
+            and (t.device.type == "cpu" or t.numel() <= HOST_KERNEL_MAX_ENTRIES))
+
+
 def _project_mu_inf(t, gamma, w, method, lam0=None, info=None, w64=None, **kw):
     """(X, λ) for a matrix or batch t; ``w64``: the weights as the measure uses them (float64; default
-    ``w`` converted), against which the result is guarded (``_guard_mu_inf``)."""
+    ``w`` converted). The compiled kernel runs in its measure mode (the measure's weights, level
+    ``_level64``) and needs the measure only for the rows it leaves undecided; the other backends are
+    guarded by it (``_guard_mu_inf``)."""
     if t.numel() == 0:
         return t.clone(), None
+    if w64 is None and w is not None:
+        w64 = w.to(torch.float64)
+    if _kernel_route(t, method):
+        V, W, idx = _mu_inf_rows(t, w64)
+        L = _level64(gamma, t.dtype)
+        info = {} if info is None else info
+        if V.device.type == "cpu":
+            X, lam = _project_rows_compiled(V, W, idx, gamma, lam0=lam0, info=info, level=L)
+        else:  # small accelerator matrices: a round trip to the kernel
+            X, lam = _project_rows_compiled(V.cpu(), None if W is None else W.cpu(), idx.cpu(), gamma,
+                                            lam0=None if lam0 is None else lam0.cpu(), info=info, level=L)
+            X = X.to(t.device)
+        X = X if t.ndim == 2 else X.reshape(t.shape)
+        if info["ambiguous"]:
+            _lower_diagonal(X, w64, L)  # rows within δ of L that the kernel left as they were
+        return X, lam
     V, W, idx = _mu_inf_rows(t, w)
     X, lam = _project_rows(V, W, idx, gamma, method, lam0=lam0, info=info, **kw)
     X = X if t.ndim == 2 else X.reshape(t.shape)
-    if w64 is None and w is not None:
-        w64 = w.to(torch.float64)
-    # the kernel already leaves every row the measure may find feasible unchanged (its slack)
-    kernel = method == "exact" and _cpu_kernel() is not None
-    return _guard_mu_inf(None if kernel else t, X, w64, gamma), lam
+    return _guard_mu_inf(t, X, w64, gamma), lam
 
 
 def project_norm_inf(A, gamma, method: str = "exact", *, tol=None, solver_options=None, check_tol=None):
@@ -1157,18 +1194,26 @@ class MuInfProjector:
         A 2-D contiguous CPU tensor with ``method="exact"`` is projected by the compiled kernel
         writing straight into A's memory. The numpy views of A and the kernel's arguments are kept
         between calls on the same tensor (same object, storage, shape, strides and dtype), so a
-        training step pays one compiled call and a few attribute checks. Any other input is
-        projected out of place and copied back. Autograd does not see the change.
+        training step pays one compiled call and a few attribute checks: the kernel's measure mode
+        makes ``mu_inf(A) <= γ`` hold as computed without a pass of the measure (see the module
+        docstring), which runs only when the kernel leaves rows within round-off of γ undecided. Any
+        other input is projected out of place and copied back. Autograd does not see the change.
         """
         c = self._inplace
         if (c is not None and A is c[0] and A.data_ptr() == c[1] and A.shape == c[2] and A.stride() == c[3]
                 and A.dtype == c[4]):
-            Vn, Wn, In, lam = c[5]
+            Vn, Wn, In, lam, L = c[5]
             lam0 = lam if self.warm_start else _NO_VECTOR  # read row by row before it is overwritten
             self.info = {}
-            _run_kernel(Vn, Wn, In, self.gamma, lam0, _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
-            _lower_diagonal(c[6], c[7], c[8])  # mu_inf(A) ≤ γ as the measure computes it
+            if _run_kernel(Vn, Wn, In, self.gamma, lam0, _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A",
+                           level=L) and c[7]:
+                _lower_diagonal(c[6], c[8], L)  # the rows within δ of L: the measure decides
             return A
+        return self._project_new_(A, guard=True)
+
+    def _project_new_(self, A, guard: bool) -> torch.Tensor:
+        """``project_`` on a tensor that the cache does not know. ``guard=False``: the measure is not run
+        on the rows the kernel leaves undecided (``info["ambiguous"]``; the caller runs it on A's device)."""
         if not isinstance(A, torch.Tensor):
             raise TypeError(f"A: project_ works in place on a torch tensor, got {type(A).__name__} "
                             f"(call the projector itself for numpy arrays)")
@@ -1181,10 +1226,20 @@ class MuInfProjector:
             buf = self._host
             if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
                 buf = self._host = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.device.type == "cuda")
+                self._inplace = None
             buf.copy_(t)  # waits for the queued work that produced A
-            self.project_(buf)
+            c = self._inplace
+            if c is None or c[0] is not buf:
+                self._project_new_(buf, guard=False)
+                c = self._inplace
+            else:
+                Vn, Wn, In, lam, L = c[5]
+                self.info = {}
+                _run_kernel(Vn, Wn, In, self.gamma, lam if self.warm_start else _NO_VECTOR, _PIVOT_MAX_ITER, Vn,
+                            lam, info=self.info, name="A", level=L)
             t.copy_(buf, non_blocking=True)
-            _lower_diagonal(t, self._eta64(t), _level64(self.gamma, t.dtype))  # the measure on A's device
+            if self.info.get("ambiguous"):  # the rows within δ of L: the measure on A's device decides
+                _lower_diagonal(t, self._eta64(t), c[5][4])
             return A
         self._inplace = None
         if (self.method != "exact" or t.ndim != 2 or t.device.type != "cpu" or not t.is_contiguous()
@@ -1193,16 +1248,16 @@ class MuInfProjector:
             return A
         key = (t.shape, t.dtype, t.device)
         lam0 = self._lam if self.warm_start and self._lam_key == key else None
-        Vn, Wn, In = _kernel_inputs(*_mu_inf_rows(t, self._eta(t)))
+        w64, L = self._eta64(t), _level64(self.gamma, t.dtype)
+        Vn, Wn, In = _kernel_inputs(*_mu_inf_rows(t, w64))  # the measure's weights, in float64
         lam = np.empty(Vn.shape[0])
         self.info = {}
-        _run_kernel(Vn, Wn, In, self.gamma, _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64),
-                    _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A")
-        w64, L = self._eta64(t), _level64(self.gamma, t.dtype)
-        _lower_diagonal(t, w64, L)
+        if _run_kernel(Vn, Wn, In, self.gamma, _NO_VECTOR if lam0 is None else _as_numpy(lam0, torch.float64),
+                       _PIVOT_MAX_ITER, Vn, lam, info=self.info, name="A", level=L) and guard:
+            _lower_diagonal(t, w64, L)
         if self.warm_start:  # shares memory with the cached λ, which later calls update in place
             self._lam, self._lam_key = torch.from_numpy(lam), key
-        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, (Vn, Wn, In, lam), t, w64, L)
+        self._inplace = (A, A.data_ptr(), A.shape, A.stride(), A.dtype, (Vn, Wn, In, lam, L), t, guard, w64)
         return A
 
     def __repr__(self) -> str:
