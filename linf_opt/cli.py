@@ -9,6 +9,7 @@ compare feasible sets and certify robustness.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -64,11 +65,20 @@ def _cmd_train(args) -> int:
     if assignments:
         problem = override(problem, **assignments)
     out = Path(args.out) if args.out else Path("runs") / (problem.name or Path(args.problem).stem)
+    from linf_opt.training import distributed
+    if args.nproc > 1 and distributed.current() is None and int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return _launch_workers(args)
+    ctx = distributed.init_from_env(problem.device)
+    if ctx is not None and not ctx.is_main:
+        lock = contextlib.nullcontext()          # rank 0 holds the run directory; the others only read it
+    else:
+        lock = RunLock(out)
     # the run directory is locked for the whole run; an existing run is continued (--resume), replaced
     # (--overwrite: its files stay until the new run writes its first checkpoint) or refused
-    with RunLock(out):
+    with lock:
         try:
-            check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+            if ctx is None or ctx.is_main:
+                check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
         except RunExistsError as exc:
             _error(str(exc))
             return 2
@@ -90,6 +100,37 @@ def _cmd_train(args) -> int:
         _error(f"training finished, but {result.summary['not_converged']} training and "
                f"{result.summary.get('test_not_converged', 0)} final test solves did not converge (see "
                f"{out / 'history.jsonl'}): the results are not equilibria of the network")
+        return 1
+    return 0
+
+
+def _train_worker(rank: int, argv: list[str]) -> None:
+    """One data-parallel worker of ``linf-opt train --nproc N`` (the process group is already up)."""
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")      # rank 0 reports; the others only train
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def _launch_workers(args) -> int:
+    """Start ``--nproc`` workers (gloo on CPU, nccl on CUDA) that run this same command data-parallel."""
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
+    from linf_opt.training import distributed
+    argv = [a for a in args.argv if not (a == "--nproc" or a.startswith("--nproc="))]
+    # drop the value that followed a bare "--nproc"
+    if "--nproc" in args.argv:
+        i = args.argv.index("--nproc")
+        argv = args.argv[:i] + args.argv[i + 2:]
+    device = args.device or "cpu"
+    print(f"starting {args.nproc} data-parallel workers ({distributed.backend_for(device)})", flush=True)
+    try:
+        distributed.launch(_train_worker, args.nproc, argv, backend=distributed.backend_for(device))
+    except ProcessExitedException as exc:
+        return int(exc.exit_code) if exc.exit_code and exc.exit_code > 0 else 1
+    except ProcessRaisedException as exc:
+        _error(f"a data-parallel worker failed: {str(exc).strip().splitlines()[-1]}")
         return 1
     return 0
 
@@ -143,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device, e.g. cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel worker processes on this machine (torch.distributed: gloo on CPU, nccl "
+                        "on CUDA); under torchrun the process group comes from the environment instead")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars, one line per epoch instead (the default when stderr is not a terminal)")
     p.set_defaults(func=_cmd_train)
@@ -198,7 +242,7 @@ def _cmd_compare(args) -> int:
         return 2
     path = write_report(args.out, n=args.n, samples=args.samples, gamma=args.gamma, seed=args.seed,
                         training_results=args.training_results, train_problem=args.train,
-                        progress=not args.no_progress)
+                        progress=False if args.no_progress else None)
     print(f"report written to {path}")
     return 0
 
@@ -212,6 +256,7 @@ def _cmd_certify(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # key=value overrides may come after options (argparse stops collecting positionals at the first option)
     stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
     if stray:

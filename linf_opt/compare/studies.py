@@ -956,7 +956,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
                  gamma: float = 0.9, seed: int = 0, volume_samples: int | None = None,
                  training_results: str | os.PathLike | None = None, train_problem: str | None = None,
                  distance_matrix=None, distance_epochs: int | None = None, distance_hidden: int | None = None,
-                 slice_resolution: int = 161, progress: bool = True) -> Path:
+                 slice_resolution: int = 161, progress: bool | None = None) -> Path:
     """Run studies 1–4 (and 5 when asked) and write ``report.md`` plus PNG figures to ``out_dir``.
 
     n: the largest matrix size of the ensembles, of the random slice and of the third volume box.
@@ -971,13 +971,24 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     :func:`distance_training_size` (n): min(300, 50n) epochs, min(40, 8n) units, about a second per
     10 epochs at n = 6 on one core); ``distance_epochs=0`` trains nothing and uses a seeded random
     n×n matrix (entries N(0, 1)/√n) instead.
+    progress: tqdm bars (None: only when stderr is a terminal); without bars, one line per finished
+    study is printed instead (fit for logs).
     Returns the path of ``report.md``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vs = 10 * samples if volume_samples is None else int(volume_samples)
+    progress = sys.stderr.isatty() if progress is None else bool(progress)
     steps = tqdm(total=5, desc="compare", disable=not progress, unit="study")
     t_start = time.perf_counter()
+    t_step = [t_start]
+
+    def done(name: str) -> None:
+        steps.update()
+        if not progress:
+            now = time.perf_counter()
+            print(f"compare: {name} done in {now - t_step[0]:.1f} s", flush=True)
+            t_step[0] = now
     md = [f"# Feasible-set comparison (γ = {gamma:g}, n = {n}, samples = {samples}, seed = {seed})", "",
           "Every set at the same level γ (monotone: m = 1 − γ). Nesting that must hold: "
           + "; ".join(f"{_SHORT[a]} ⊂ {_SHORT[b]}" for a, b in NESTING) + ".", ""]
@@ -999,7 +1010,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
             A = cont.examples[key]
             md.append(f"- {label}: μ∞ = {mu_inf(A):.3f}, μ₂ = {mu_2(A):.3f}, A = {np.round(A, 3).tolist()}")
     md += ["", "![containment](containment.png)", ""]
-    steps.update()
+    done("study 1 (containment)")
 
     steps.set_postfix_str("slices")
     sl = standard_slices(gamma, n=n, resolution=slice_resolution, seed=seed, progress=progress)
@@ -1010,7 +1021,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
         fr = st.area_fractions()
         md.append(f"| {st.title} | " + " | ".join(f"{100 * fr[s]:.1f}%" for s in SET_ORDER) + " |")
     md += ["", "Share of each drawn window inside each set.", "", "![slices](slices.png)", ""]
-    steps.update()
+    done("study 2 (slices)")
 
     steps.set_postfix_str("volume")
     boxes = [(2, (-1.0, 1.0), (-1.0, 1.0)), (2, (-4.0, 1.0), (-1.0, 1.0)), (3, (-4.0, 1.0), (-1.0, 1.0))]
@@ -1020,7 +1031,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
             for m, d, o in boxes]
     _volume_figure(vols).savefig(out / "volume.png", dpi=100)
     md += ["## 3. Monte-Carlo volume inside a box", "", volume_table(vols), "", "![volume](volume.png)", ""]
-    steps.update()
+    done("study 3 (volume)")
 
     study5 = None
     if training_results is not None:
@@ -1062,7 +1073,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     dist.figure.savefig(out / "distance.png", dpi=100)
     md += ["## 4. Distance from an unconstrained trained A", "", f"A: {source} (n = {dist.A.shape[0]}).", "",
            dist.table(), "", "![distance](distance.png)", ""]
-    steps.update()
+    done("study 4 (distance)")
 
     md += ["## 5. Training under each set (same budget)", ""]
     if study5 is not None:
@@ -1071,7 +1082,7 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     else:
         md += ["Not run: pass `--training-results DIR` (written by `bench/compare_training.py`) or "
                "`--train PROBLEM`.", ""]
-    steps.update()
+    done("study 5 (training)" if study5 is not None else "report")
     steps.close()
     md += [f"_Generated in {time.perf_counter() - t_start:.0f} s._", ""]
     path = out / "report.md"

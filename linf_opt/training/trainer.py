@@ -29,6 +29,12 @@ them off). Every epoch logs one line (epoch, train loss, test metric, μ∞, mea
 time) to the ``logging`` logger ``"linf_opt.training"`` at INFO, and, when the bars are off, to the
 ``log`` callable (e.g. ``print``; the ``linf-opt`` command prints it to stdout).
 
+Data-parallel (:mod:`linf_opt.training.distributed`): when a process group is up (``torchrun``, or
+``linf-opt train --nproc N``), every rank trains a replica wrapped in ``DistributedDataParallel`` on its
+shard of each global batch, projects after the synchronised step, and checks every
+``REPLICA_CHECK_EVERY`` steps that the replicas agree; rank 0 writes the run directory. The result
+equals the single-process run with the same global batch up to float round-off.
+
     >>> result = train(load_problem("problems/function_estimation.toml"), out_dir="runs/fe")
     >>> result.net, result.history[-1]["test_mse"], result.summary["lipschitz_bound"]
 """
@@ -55,6 +61,7 @@ from linf_opt.training.config import (Problem, check_device, load_problem, overr
 from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint, check_loaded_model,
                                       check_parameters_finite, check_resume_problem, membership)
 from linf_opt.training.rundir import RunLock, check_run_dir
+from linf_opt.training import distributed
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
@@ -74,6 +81,9 @@ __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "build_netwo
 
 logger = logging.getLogger("linf_opt.training")
 """Receives one INFO line per epoch (see :func:`format_epoch`)."""
+
+REPLICA_CHECK_EVERY = 50
+"""Data-parallel runs compare the replicas' parameters every this many steps (and after every epoch)."""
 
 
 class NonFiniteLossError(LinfOptError, FloatingPointError):
@@ -189,12 +199,14 @@ def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, task: str | None = None,
-             batch_size: int = 1000) -> dict[str, float]:
+             batch_size: int = 1000, *, ctx: distributed.DistContext | None = None) -> dict[str, float]:
     """Loss and accuracy (classification) or MSE (regression) over a data set, plus solver statistics.
 
     ``evaluate(net, inputs, targets, task)`` with tensors, or ``evaluate(net, data)`` with a
     :class:`~linf_opt.data.datasets.Dataset` or :class:`~linf_opt.data.sources.LoaderData` (its test
-    split; a test loader is iterated once, so the data need not fit in memory).
+    split; a test loader is iterated once, so the data need not fit in memory). With a data-parallel
+    ``ctx`` every rank evaluates its share of each batch and the sums are all-reduced: every rank
+    returns the metrics of the whole set.
     """
     if targets is None:
         if not isinstance(inputs, (Dataset, LoaderData)):
@@ -209,10 +221,14 @@ def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, ta
     total, correct, sq, ce, iters, not_conv, width = 0, 0, 0.0, 0.0, [], 0, 1
     dev = net.device
     for U, T in batches:
+        if ctx is not None:
+            U, T = U[ctx.rank::ctx.world], T[ctx.rank::ctx.world]
+            if not U.shape[0]:
+                continue
         U, T = U.to(dev), T.to(dev)
         Y = net(U)
         st = net.last_forward_stats
-        iters.append(st.sample_iterations.double().mean().item())
+        iters.append(st.sample_iterations.double().sum().item())
         not_conv += st.n_not_converged
         if task == "classification":
             correct += int((Y.argmax(-1) == T).sum())
@@ -221,9 +237,14 @@ def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, ta
             sq += float(((Y - T) ** 2).sum())
             width = T.shape[-1]
         total += U.shape[0]
+    if ctx is not None:
+        total, correct, sq, ce, it, not_conv, width = distributed.all_reduce_sums(
+            [total, correct, sq, ce, sum(iters), not_conv, width if total else 0], ctx, dev)
+        total, correct, not_conv, iters = int(total), int(correct), int(not_conv), [it]
+        width = max(int(width) // ctx.world, 1) if width else 1
     if total == 0:
         raise ValueError("evaluate: the test data hold no samples")
-    out = {"eval_iterations": sum(iters) / max(len(iters), 1), "eval_not_converged": not_conv,
+    out = {"eval_iterations": sum(iters) / total, "eval_not_converged": not_conv,
            "eval_samples": total}
     if task == "classification":
         out.update(loss=ce / total, accuracy=correct / total)
@@ -304,16 +325,26 @@ class Trainer:
             source = f"data.kind = {json.dumps(problem.data.kind)}" if data is None else "the data given"
             raise ConfigError(f'training.loss: "cross_entropy" needs class labels, but {source} is a regression '
                               f'task (float targets); use "mse"')
-        self.progress = _on_terminal() if progress is None else bool(progress)
+        self.dist = distributed.init_from_env(problem.device)
+        if self.dist is not None and torch.device(problem.device).type == "cuda":
+            problem = self.problem = override(problem, device=f"cuda:{self.dist.local_rank}")
+        main = self.dist is None or self.dist.is_main
+        self.progress = (_on_terminal() if progress is None else bool(progress)) and main
         if log is not None and not callable(log):
             raise TypeError(f"log: expected a callable such as print, or None, got {type(log).__name__}")
-        self.log = log
+        self.log = log if main else None
         torch.manual_seed(problem.seed)
         self.net = build_network(problem, self.data.input_dim, self.data.output_dim, self.data.input_shape)
         self.set = build_feasible_set(problem, self.net.eta)
         if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
             prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
+        # the module the loss is computed through: the network, or its data-parallel wrapper, which
+        # all-reduces (averages) the gradients of every step across the ranks
+        self.model = self.net
+        if self.dist is not None:
+            from torch.nn.parallel import DistributedDataParallel
+            self.model = DistributedDataParallel(self.net, broadcast_buffers=False)
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0
         self.step_count = 0
@@ -358,8 +389,8 @@ class Trainer:
         check_loaded_model(self, where)
 
     def save(self) -> None:
-        if self.run_dir is None:
-            return
+        if self.run_dir is None or (self.dist is not None and not self.dist.is_main):
+            return                                   # one writer: rank 0 of a data-parallel run
         save_atomic(self.state_dict(), self.run_dir / "checkpoint.pt")
         write_text_atomic("".join(json.dumps(h) + "\n" for h in self.history), self.run_dir / "history.jsonl")
         if not self._saved:
@@ -453,9 +484,12 @@ class Trainer:
                 f"{self.problem.constraint.check_tol})")
 
     # -- one epoch ----------------------------------------------------------------------------------
-    def _loss(self, U, T, epoch_fraction: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """The training loss: task loss, or the robust loss of docs/mathematics.md §8 with ``[robust]``, + λ·surrogate."""
-        Y = self.net(U)
+    def _loss(self, U, T, epoch_fraction: float, weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The training loss: task loss, or the robust loss of docs/mathematics.md §8 with ``[robust]``, + λ·surrogate.
+
+        ``weight`` scales the data term: a data-parallel rank's share of the global batch times the
+        number of ranks, so that the averaged gradient is that of the global batch's mean loss."""
+        Y = self.model(U)
         info: dict[str, float] = {}
         r = self.problem.robust
         if r.enabled:
@@ -469,6 +503,8 @@ class Trainer:
             info.update(robust_eps=eps_pixel, robust_mix=mix)
         else:
             loss = _task_loss(Y, T, self.loss_kind)
+        if weight != 1.0:
+            loss = loss * weight
         lam = self.problem.regularizer.lipschitz_weight
         if lam > 0:
             gamma = self.problem.constraint.gamma if self.problem.constraint.gamma < 1 else 0.95
@@ -489,11 +525,20 @@ class Trainer:
         bar = tqdm(batches, total=nb, desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
                    disable=not self.progress, unit="batch")
         self.net.train()
+        ctx = self.dist
         for k, (U, Tb) in enumerate(bar):
+            weight = 1.0
+            if ctx is not None:
+                # this rank's shard of the global batch, weighted by its share (exact for uneven shards)
+                n_global = U.shape[0]
+                U, Tb = U[ctx.rank::ctx.world], Tb[ctx.rank::ctx.world]
+                weight = U.shape[0] * ctx.world / n_global
             U, Tb = U.to(dev), Tb.to(dev)
-            loss, Y, info = self._loss(U, Tb, self.epoch + (k / nb if nb else 0.0))
-            loss_value = float(loss.detach())  # one conversion (a device sync) per step
-            if not math.isfinite(loss_value):
+            loss, Y, info = self._loss(U, Tb, self.epoch + (k / nb if nb else 0.0), weight)
+            loss_value = float(loss.detach()) / weight if weight else 0.0  # one conversion (a sync) per step
+            # (a non-finite loss on one rank spreads through the gradient all-reduce; the finiteness check
+            # after the optimizer step then stops every rank at the same step)
+            if not math.isfinite(loss_value) and ctx is None:
                 raise NonFiniteLossError(
                     f"non-finite training loss ({loss_value}) at epoch {self.epoch + 1}, batch {k + 1}; "
                     f"training stopped. The last good checkpoint "
@@ -511,6 +556,8 @@ class Trainer:
             tc = time.perf_counter()
             self.step_count += 1
             self._check_invariant()
+            if ctx is not None and self.step_count % REPLICA_CHECK_EVERY == 0:
+                distributed.check_replicas(self.net, ctx, self.step_count)
             t_check += time.perf_counter() - tc
             t_proj += tc - tp
             for cb in self.callbacks:
@@ -533,6 +580,15 @@ class Trainer:
             if self.progress and (k % 10 == 0 or k == (nb or 0) - 1):
                 bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4g}", iters=f"{fst.iterations}")
         bar.close()
+        if ctx is not None:
+            distributed.check_replicas(self.net, ctx, self.step_count)
+            keys = ("loss", "correct", "count", "fwd", "bwd", "fwd_nc", "bwd_nc", *extra)
+            values = distributed.all_reduce_sums([sums[k] if k in sums else extra[k] for k in keys], ctx, dev)
+            for key, v in zip(keys, values):
+                if key in sums:
+                    sums[key] = int(v) if key in ("correct", "count", "fwd_nc", "bwd_nc") else v
+                else:
+                    extra[key] = v
         if sums["count"] == 0:
             raise DataError(f"epoch {self.epoch + 1}: the training data yielded no batches (an exhausted "
                             f"iterator? pass a re-iterable DataLoader)")
@@ -573,7 +629,7 @@ class Trainer:
 
     def _epoch_report(self, rec: dict[str, Any]) -> dict[str, Any]:
         d = self.data
-        ev = evaluate(self.net, d)
+        ev = evaluate(self.net, d, ctx=self.dist)
         op = self.net.operator
         op = op.with_weight(op.weight.detach())
         rec["test_loss"] = ev["loss"]
@@ -604,7 +660,7 @@ class Trainer:
     def fit(self, epochs: int | None = None) -> TrainResult:
         """Train until ``epochs`` (default ``problem.training.epochs``) epochs are done in total."""
         epochs = self.problem.training.epochs if epochs is None else epochs
-        if self.run_dir is None:
+        if self.run_dir is None or (self.dist is not None and not self.dist.is_main):
             return self._fit(epochs)
         with RunLock(self.run_dir):    # one process per run directory (re-entrant: train() holds it too)
             return self._fit(epochs)
@@ -649,7 +705,7 @@ class Trainer:
                 self.log(line)
         outer.close()
         summary = self.summary()
-        if self.run_dir is not None:
+        if self.run_dir is not None and (self.dist is None or self.dist.is_main):
             write_text_atomic(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
         return TrainResult(self.net, self.history, summary, self.problem, self.run_dir)
 
@@ -699,6 +755,13 @@ def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLik
         problem = override(problem, **{"data.data_dir": str(data_dir)})
     if out_dir is None:
         return Trainer(problem, None, data=data, progress=progress, log=log).fit()
+    ctx = distributed.current()
+    if ctx is not None and not ctx.is_main:
+        # rank 0 holds the lock and writes; the other ranks read the checkpoint to resume
+        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log)
+        if resume:
+            trainer.resume()
+        return trainer.fit()
     with RunLock(out_dir):
         check_run_dir(out_dir, resume=resume, overwrite=overwrite)
         trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log)
