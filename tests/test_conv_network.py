@@ -202,3 +202,17 @@ def test_bad_dtype_and_inputs():
         net(torch.rand(2, 36, dtype=torch.complex64))
     with pytest.raises(ValueError, match="u"):
         net(torch.full((2, 36), math.nan))
+
+
+def test_injection_is_public_for_both_networks():
+    net = make_conv("zeros")
+    u = inputs_for(net, 7, batch=3)
+    q = net.injection(u)                                  # images in, state shape out
+    assert q.shape == (3, *net.state_shape)
+    torch.testing.assert_close(net.injection(u.reshape(3, -1)), q)
+    torch.testing.assert_close(net.injection(u[0]), q[0])  # a single image
+    dense = ImplicitNetwork(4, 6, 2, dtype=F64)
+    v = torch.randn(5, 4, dtype=F64)
+    torch.testing.assert_close(dense.injection(v), v @ dense.B.t() + dense.b)
+    with pytest.raises(ValueError, match="u"):
+        dense.injection(torch.randn(5, 3, dtype=F64))

@@ -13,7 +13,7 @@ model:
 ``operator``                A as a weight operator (differentiable in its parameter)
 ``state_shape``             shape of one hidden state x
 ``input_shape``             shape of one input u (``in_features`` = its size)
-``injection(U)``            B u + b in the state's shape (U: (batch, *input_shape) or (batch, in_features))
+``injection(u)``            B u + b in the state's shape (u: (batch, *input_shape) or (batch, in_features))
 ``injection_bounds(L, H)``  exact elementwise bounds of B u + b over the box L ≤ u ≤ H
 ``injection_norm(η)``       ‖diag(η)⁻¹ B‖∞, the ℓ∞ operator norm of the linear part of the injection
 ``readout(X, U)``           y = C x + D u + c
@@ -89,7 +89,7 @@ class ImplicitModel(nn.Module, abc.ABC):
         """A as a weight operator around the current parameter (differentiable)."""
 
     @abc.abstractmethod
-    def injection(self, U: torch.Tensor) -> torch.Tensor:
+    def _injection(self, U: torch.Tensor) -> torch.Tensor:
         """B u + b for validated inputs U of shape (batch, in_features); shape (batch, *state_shape)."""
 
     @abc.abstractmethod
@@ -147,6 +147,14 @@ class ImplicitModel(nn.Module, abc.ABC):
         check_finite(u, name)
         return u.to(dtype=self.dtype, device=self.device), single
 
+    def injection(self, u) -> torch.Tensor:
+        """The term B u + b in the hidden state's shape: (batch, *state_shape), or state_shape for one sample.
+
+        ``u``: inputs (batch, in_features), (batch, *input_shape) or a single sample (validated)."""
+        U, single = self._inputs(u)
+        Q = self._injection(U)
+        return Q.squeeze(0) if single else Q
+
     def equilibrium(self, u, *, x0=None, trace: bool = False) -> tuple[torch.Tensor, SolverStats]:
         """Hidden equilibrium x*(u), shape (batch, *state_shape), and the forward ``SolverStats``."""
         U, single = self._inputs(u)
@@ -177,7 +185,7 @@ class ImplicitModel(nn.Module, abc.ABC):
         op = self.operator
         check_step(self.alpha, op, self.method, self.strict)
         record = _StatsRecord(self)
-        X, stats = equilibrium(op, self.injection(U), self.activation, method=self.method, alpha=self.alpha,
+        X, stats = equilibrium(op, self._injection(U), self.activation, method=self.method, alpha=self.alpha,
                                tol=self.tol, rtol=self.rtol, max_iter=self.max_iter, x0=x0, strict=self.strict,
                                trace=trace, backward=self.backward, backward_tol=self.backward_tol,
                                record=record, check_every=self.check_every)

@@ -197,7 +197,7 @@ class ConvImplicitNetwork(ImplicitModel):
     def _inject(self, U: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return F.conv2d(self._images(U), weight, bias, stride=self.stride, padding=self.injection_kernel_size // 2)
 
-    def injection(self, U: torch.Tensor) -> torch.Tensor:
+    def _injection(self, U: torch.Tensor) -> torch.Tensor:
         return self._inject(U, self.injection_weight, self.injection_bias)
 
     def injection_bounds(self, L: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

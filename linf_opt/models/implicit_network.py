@@ -105,7 +105,7 @@ class ImplicitNetwork(ImplicitModel):
     def device(self) -> torch.device:
         return self.B.device
 
-    def injection(self, U: torch.Tensor) -> torch.Tensor:
+    def _injection(self, U: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b, U, self.B.t())
 
     def injection_bounds(self, L: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
