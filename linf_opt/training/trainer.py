@@ -61,7 +61,7 @@ from linf_opt.training.config import (Problem, check_device, load_problem, overr
 from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint, check_loaded_model,
                                       check_parameters_finite, check_resume_problem, membership)
 from linf_opt.training.rundir import RunLock, check_run_dir
-from linf_opt.training import distributed
+import linf_opt.training.distributed as distributed
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
