@@ -71,6 +71,7 @@ def _cmd_train(args) -> int:
     ctx = distributed.init_from_env(problem.device)
     if ctx is not None and not ctx.is_main:
         lock = contextlib.nullcontext()          # rank 0 holds the run directory; the others only read it
+        sys.stdout = open(os.devnull, "w")       # and rank 0 alone reports (torchrun starts every rank alike)
     else:
         lock = RunLock(out)
     # the run directory is locked for the whole run; an existing run is continued (--resume), replaced
