@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--training-results", help="results of bench/compare_training.py to include as study 5")
     p.add_argument("--train", metavar="PROBLEM", help="train PROBLEM under every set now (study 5; minutes)")
+    p.add_argument("--distance-epochs", type=int, default=None,
+                   help="epochs of the unconstrained network whose A study 4 measures (default min(300, 50·n); "
+                        "0: a random matrix, no training)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_compare)
 
@@ -243,7 +246,7 @@ def _cmd_compare(args) -> int:
         return 2
     path = write_report(args.out, n=args.n, samples=args.samples, gamma=args.gamma, seed=args.seed,
                         training_results=args.training_results, train_problem=args.train,
-                        progress=False if args.no_progress else None)
+                        distance_epochs=args.distance_epochs, progress=False if args.no_progress else None)
     print(f"report written to {path}")
     return 0
 

@@ -193,3 +193,11 @@ def test_write_report_without_training(tmp_path):
                         distance_matrix=np.eye(2) * 2, progress=False)
     text = path.read_text()
     assert "Not run" in text and "| ℓ∞ polytope μ∞(A) ≤ γ | 2 |" in text
+
+
+def test_cli_distance_epochs_zero_skips_training(tmp_path, capsys):
+    from linf_opt.cli import main
+    assert main(["compare", "--n", "2", "--samples", "10", "--out", str(tmp_path), "--distance-epochs", "0"]) == 0
+    out = capsys.readouterr()
+    assert "trains" not in out.err and "study 4 (distance) done" in out.out
+    assert "random 2×2 matrix" in (tmp_path / "report.md").read_text()
