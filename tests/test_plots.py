@@ -48,6 +48,22 @@ def test_training_curves_regression_and_empty():
         plots.plot_training_curves([])
 
 
+def test_step_curves():
+    fig = plots.plot_step_curves([1.0, 0.5, 0.25], [0.7, 0.9, 0.9], gamma=0.9, title="t")
+    a_loss, a_mu = fig.axes
+    assert [a.get_xlabel() for a in fig.axes] == ["optimizer step"] * 2
+    assert a_mu.get_ylabel() == "μ∞(A)"
+    np.testing.assert_allclose(a_loss.lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(a_mu.lines[0].get_ydata(), [0.7, 0.9, 0.9])
+    assert any(np.allclose(l.get_ydata(), 0.9) for l in a_mu.lines)      # the bound γ
+    _close(fig)
+    fig = plots.plot_step_curves(torch.tensor([1.0, 0.5]), {"a": [0.1, 0.2], "b": torch.tensor([0.3, 0.4])})
+    assert len(fig.axes[1].lines) == 2
+    _close(fig)
+    with pytest.raises(ValueError, match="at least one step"):
+        plots.plot_step_curves([], [])
+
+
 def test_fit():
     u = torch.linspace(-1, 1, 5).unsqueeze(1)
     fig = plots.plot_fit(u, {"a": u * 2, "b": u ** 2}, target=u, train=(u, u + 0.1))
@@ -118,6 +134,13 @@ def test_boxes():
     assert fig.axes[0].get_ylabel() == "certified output interval [y̲, ȳ]"
     assert fig.axes[1].get_ylabel() == "certified hidden interval [x̲, x̄]"
     assert len(fig.axes[0].containers) == 2      # one error-bar group per sample
+    colours = [c.lines[2][0].get_color() for c in fig.axes[0].containers]
+    assert len({tuple(np.ravel(c)) for c in colours}) == 2                  # one colour per sample
+    _close(fig)
+    fig = plots.plot_boxes(lo, hi, hidden_lower=np.zeros((2, 3, 2, 2)), hidden_upper=np.ones((2, 3, 2, 2)),
+                           max_hidden=10)     # image-shaped states (a convolutional model) are flattened
+    assert [len(c.get_paths()) for c in fig.axes[1].collections] == [1, 1]
+    np.testing.assert_allclose(fig.axes[1].collections[0].get_paths()[0].vertices[:, 0].max(), 9)   # units 0..9
     _close(fig)
     fig = plots.plot_boxes(torch.tensor(lo), torch.tensor(hi))
     assert len(fig.axes) == 1

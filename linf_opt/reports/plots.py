@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["plot_training_curves", "plot_fit", "plot_lipschitz", "plot_residual_traces", "plot_accuracy_vs_eps",
+__all__ = ["plot_training_curves", "plot_step_curves", "plot_fit", "plot_lipschitz", "plot_residual_traces", "plot_accuracy_vs_eps",
            "accuracy_curves", "plot_boxes", "plot_matrix_rows", "plot_volumes"]
 
 
@@ -98,6 +98,40 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], *, gamma: float |
     a_it.legend(fontsize=8)
     for ax in (a_loss, a_metric, a_mu, a_it):
         ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_step_curves(loss: Sequence[float], mu, *, gamma: float | None = None, title: str = "") -> Figure:
+    """Loss and μ∞(A) after every optimizer step of your own training loop (two panels).
+
+    ``loss``: one value per step; ``mu``: one μ∞(A) per step, or {layer name: values per step} (e.g.
+    the ``constraint.mu()`` of :func:`~linf_opt.models.constraint.keep_well_posed` recorded after each
+    step). ``gamma``: the bound, drawn dashed. The μ∞ axis is not offset, so that round-off just below
+    γ shows as the flat line it is.
+    """
+    loss = _np(loss).reshape(-1)
+    mus = {k: _np(v).reshape(-1) for k, v in mu.items()} if isinstance(mu, Mapping) else {"μ∞(A)": _np(mu).reshape(-1)}
+    if not len(loss) or not mus or any(not len(v) for v in mus.values()):
+        raise ValueError("loss, mu: expected at least one step")
+    fig, (a_loss, a_mu) = _figure(2, width=4.6, height=3.3)
+    a_loss.plot(np.arange(1, len(loss) + 1), loss, lw=1.2)
+    a_loss.set_yscale("log")
+    a_loss.set_ylabel("loss")
+    for name, v in mus.items():
+        a_mu.plot(np.arange(1, len(v) + 1), v, lw=1.2, label=name)
+    values = np.concatenate(list(mus.values()))
+    top = max(float(values.max()), gamma if gamma is not None else -math.inf)
+    if gamma is not None:
+        a_mu.axhline(gamma, color="k", ls="--", lw=1, label=f"γ = {gamma:g}")
+    a_mu.set_ylim(float(values.min()) - 0.05, top + 0.05)
+    a_mu.ticklabel_format(axis="y", useOffset=False)
+    a_mu.set_ylabel("μ∞(A)")
+    a_mu.legend(fontsize=8)
+    for ax in (a_loss, a_mu):
+        ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -249,7 +283,8 @@ def plot_boxes(lower, upper, *, points=None, hidden_lower=None, hidden_upper=Non
 
     ``lower``, ``upper``: (S, q) output bounds; ``points``: (S, q) the outputs at the unperturbed
     inputs (dots); ``labels``: (S,) true classes (marked ★). With ``hidden_lower`` / ``hidden_upper``
-    ((S, n)) a second panel draws the hidden-state intervals of the first ``max_hidden`` units.
+    ((S, n), or image-shaped (S, C, H, W) states, flattened) a second panel draws the hidden-state
+    intervals of the first ``max_hidden`` units.
     """
     lo, hi = np.atleast_2d(_np(lower)), np.atleast_2d(_np(upper))
     S, q = lo.shape
@@ -263,8 +298,8 @@ def plot_boxes(lower, upper, *, points=None, hidden_lower=None, hidden_upper=Non
         xs = x - 0.4 + width * (s + 0.5)
         mid = (lo[s] + hi[s]) / 2
         name = names[s] if names is not None else f"sample {s}"
-        line = ax.errorbar(xs, mid, yerr=(hi[s] - lo[s]) / 2, fmt="none", capsize=3, lw=1.5, label=name)
-        color = line.lines[2][0].get_color() if line.lines[2] else None
+        color = f"C{s % 10}"       # explicit: errorbar(fmt="none") does not advance the colour cycle
+        ax.errorbar(xs, mid, yerr=(hi[s] - lo[s]) / 2, fmt="none", capsize=3, lw=1.5, color=color, label=name)
         if pts is not None:
             ax.plot(xs, pts[s], "o", ms=3, color=color)
         if labels is not None:
@@ -277,7 +312,8 @@ def plot_boxes(lower, upper, *, points=None, hidden_lower=None, hidden_upper=Non
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     if hidden:
-        hl, hh = np.atleast_2d(_np(hidden_lower)), np.atleast_2d(_np(hidden_upper))
+        hl, hh = (np.atleast_2d(_np(h)) for h in (hidden_lower, hidden_upper))
+        hl, hh = hl.reshape(hl.shape[0], -1), hh.reshape(hh.shape[0], -1)     # (S, C, H, W) states: flattened
         m = min(hl.shape[1], max_hidden)
         ax2 = axes[1]
         for s in range(S):
