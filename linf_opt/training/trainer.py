@@ -344,7 +344,7 @@ class Trainer:
         self.model = self.net
         if self.dist is not None:
             from torch.nn.parallel import DistributedDataParallel
-            self.model = DistributedDataParallel(self.net, broadcast_buffers=False)
+            self.model = DistributedDataParallel(self.net)
         self.shuffle = torch.Generator().manual_seed(problem.seed + 1)
         self.epoch = 0
         self.step_count = 0
