@@ -1,4 +1,5 @@
-"""linf_opt.reports.plots: every function draws on small data and returns a Figure with the promised axes."""
+"""linf_opt.plots (public name linf_opt.reports.plots): every function draws on small data and returns a Figure
+with the promised axes, the comparison studies' and the robustness report's figures included."""
 import numpy as np
 import pytest
 import torch
@@ -116,13 +117,47 @@ def _report():
 def test_accuracy_vs_eps():
     curves = plots.accuracy_curves(_report(), prefix="m: ")
     assert curves["m: pgd"] == ([0.0, 0.1, 0.2], [0.9, 0.5, 0.2])
-    fig = plots.plot_accuracy_vs_eps(_report())
-    (ax,) = fig.axes
-    assert ax.get_ylabel() == "accuracy (%)" and ax.get_xlabel().startswith("ε")
-    pgd, lip = ax.lines
-    assert pgd.get_linestyle() == "--" and lip.get_linestyle() == "-"
+    assert list(plots.accuracy_curves(_report(), kind="certificate")) == ["lipschitz"]
+    fig = plots.plot_accuracy_vs_eps(_report())          # the figure of `linf-opt certify`: attacks | certificates
+    att, cert = fig.axes
+    assert att.get_xlabel() == cert.get_xlabel() == plots.LABELS["eps"]
+    assert (att.get_ylabel(), cert.get_ylabel()) == ("accuracy under attack (%)", "certified accuracy (%)")
+    (pgd,), (lip,) = att.lines, cert.lines
+    assert pgd.get_label() == "pgd" and lip.get_label() == "lipschitz"
     np.testing.assert_allclose(pgd.get_ydata(), [90, 50, 20])
+    np.testing.assert_allclose(lip.get_ydata(), [90, 30, 0])
+    assert "10 samples" in fig.get_suptitle()
     _close(fig)
+
+
+def test_accuracy_vs_eps_of_curves_from_several_models():
+    both = {**plots.accuracy_curves(_report(), prefix="a: "), **plots.accuracy_curves(_report(), prefix="b: ")}
+    fig = plots.plot_accuracy_vs_eps(both, title="a vs b")
+    att, cert = fig.axes
+    assert [l.get_label() for l in att.lines] == ["a: pgd", "b: pgd"]       # split by the attack names
+    assert [l.get_label() for l in cert.lines] == ["a: lipschitz", "b: lipschitz"]
+    styles = {(l.get_marker(), str(l.get_linestyle())) for l in cert.lines}
+    assert len(styles) == 2                                                # one marker and style per curve
+    assert fig.get_suptitle() == "a vs b"
+    zero = {"x": ([0.0, 0.1], [0.9, 0.0]), "y": ([0.0, 0.1], [0.9, 0.0])}     # 0% at every ε > 0: drawn apart
+    fig = plots.plot_accuracy_vs_eps(zero)
+    ys = [l.get_ydata() for l in fig.axes[1].lines]
+    assert ys[0][0] == ys[1][0] == 90 and 0 < ys[0][1] < ys[1][1]
+    assert all("0% at every ε" in l.get_label() for l in fig.axes[1].lines)
+    assert "none measured" in fig.axes[0].get_title()
+    _close(fig)
+
+
+def test_robustness_report_figure_is_the_plots_figure():
+    from linf_opt.reports.robustness import accuracy_figure, plot_accuracy
+    a, b = accuracy_figure(_report(), "t"), plots.plot_accuracy_vs_eps(_report(), title="t")
+    for x, y in zip(a.axes, b.axes, strict=True):
+        assert [l.get_label() for l in x.lines] == [l.get_label() for l in y.lines]
+        assert (x.get_xlabel(), x.get_ylabel(), x.get_title()) == (y.get_xlabel(), y.get_ylabel(), y.get_title())
+        for lx, ly in zip(x.lines, y.lines):
+            np.testing.assert_allclose(lx.get_ydata(), ly.get_ydata())
+    _close(a)
+    _close(b)
 
 
 def test_boxes():
@@ -166,7 +201,104 @@ def test_matrix_rows():
 
 def test_volumes():
     from linf_opt.compare.studies import volume_study
-    fig = plots.plot_volumes([volume_study(2, 200)])
+    st = volume_study(2, 200)
+    fig = plots.plot_volumes([st])
     assert len(fig.axes) == 1
-    assert fig.axes[0].get_xlabel().startswith("volume fraction")
+    assert fig.axes[0].get_xlabel() == "volume fraction of the box (95% CI)"
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [plots.SET_SHORT[s] for s in st.set_names]
+    np.testing.assert_allclose(sorted(p.get_width() for p in fig.axes[0].patches), sorted(st.fraction))
     _close(fig)
+    assert isinstance(st.figure, Figure) and len(st.figure.axes) == 1         # the study carries its figure
+    assert len(plots.plot_volumes([st, volume_study(3, 50, figure=False)]).axes) == 2
+    assert volume_study(2, 20, figure=False).figure is None
+    with pytest.raises(ValueError):
+        plots.plot_volumes([])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The comparison figures (linf_opt.compare.studies draws its .figure attributes with these)
+# ----------------------------------------------------------------------------------------------------
+
+def test_containment():
+    from linf_opt.compare.studies import containment_study, default_ensembles
+    st = containment_study(default_ensembles(2, samples=5), figure=False)
+    assert st.figure is None
+    fig = plots.plot_containment(st)
+    heat, bars = fig.axes[:2]
+    assert [t.get_text() for t in heat.get_xticklabels()] == [plots.SET_SHORT[s] for s in st.set_names]
+    np.testing.assert_allclose(heat.images[0].get_array(), st.counts / 5)
+    assert bars.get_xlabel() == "fraction of the ensemble"
+    assert len(bars.patches) == 3 * len(st.ensembles)          # both | μ∞ only | monotone only, per ensemble
+    _close(fig)
+
+
+def test_slices():
+    from linf_opt.compare.studies import slice_study, slices_figure
+    E = lambda i, j: np.eye(2)[:, [i]] @ np.eye(2)[[j], :]       # noqa: E731
+    st = slice_study(np.zeros((2, 2)), E(0, 1), E(1, 0), resolution=11, title="off-diagonal",
+                     axis_labels=("a₁₂", "a₂₁"), points={"skew": (1.0, -1.0)})
+    fig = plots.plot_slices([st, st], ncols=2)
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("a₁₂", "a₂₁", "off-diagonal")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [l.split(" (")[0] for l in legend] == [plots.SET_SHORT[s] for s in st.inside]   # one entry per set
+    assert "γ = 0.9" in fig.get_suptitle()
+    _close(fig)
+    assert len([a for a in plots.plot_slices(st).axes if a.get_visible()]) == 1   # one slice, one panel
+    assert len([a for a in slices_figure([st] * 3).axes if a.get_visible()]) == 3
+
+
+def test_distances():
+    from linf_opt.compare.studies import distance_study
+    st = distance_study(np.array([[0.5, 2.0], [-1.0, 0.3]]), gamma=0.8, source="a test matrix")
+    assert isinstance(st.figure, Figure) and st.gamma == 0.8
+    fig = plots.plot_distances(st)
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("Frobenius distance")
+    assert ax.get_title() == "distance from a test matrix to each set (γ = 0.8)"
+    widths = [p.get_width() for p in ax.patches[:len(st.rows)]]
+    np.testing.assert_allclose(widths, [r["distance"] for r in st.rows])
+    _close(fig)
+
+
+def _training_rows(task):
+    rows = []
+    for seed in (0, 1):
+        for variant, set_, lip in (("mu_inf/project", "mu_inf", 3.0), ("none/free", "none", None)):
+            r = {"variant": variant, "set": set_, "enforce": variant.split("/")[1], "solver": "average/avg",
+                 "seed": seed, "lipschitz_optimal_eta": lip, "mu_inf": 0.9}
+            if task == "classification":
+                r.update(test_accuracy=0.9 + 0.02 * seed, test_mse=None)
+            else:
+                r.update(test_accuracy=None, test_mse=0.01 * (1 + seed))
+            rows.append(r)
+    return rows
+
+
+def test_training_study():
+    from linf_opt.compare.studies import TrainingStudy
+    st = TrainingStudy("p", "classification", _training_rows("classification"))
+    fig = plots.plot_training_study(st)
+    err, lip = fig.axes
+    assert err.get_xlabel() == "test error (%)"
+    assert lip.get_xscale() == "log" and plots.LABELS["lipschitz"] in lip.get_xlabel()
+    assert [t.get_text() for t in err.get_yticklabels()] == ["mu_inf/project", "none/free"]
+    np.testing.assert_allclose([p.get_width() for p in err.patches], [9.0, 9.0])     # 100·(1 − mean accuracy)
+    assert any("none" in t.get_text() for t in lip.texts)                          # no certificate: said so
+    assert err.patches[0].get_facecolor() != err.patches[1].get_facecolor()        # μ∞ blue, unconstrained red
+    _close(fig)
+    fig = plots.plot_training_study(TrainingStudy("p", "regression", _training_rows("regression")))
+    assert fig.axes[0].get_xlabel() == "test MSE"
+    _close(fig)
+
+
+def test_one_module_no_pyplot_state():
+    import sys
+
+    import linf_opt.plots
+    import linf_opt.reports
+    assert plots.plot_volumes is linf_opt.plots.plot_volumes              # the notebooks' name is the module
+    assert set(linf_opt.plots.__all__) <= set(dir(linf_opt.reports))
+    if "matplotlib.pyplot" in sys.modules:                                # nothing drawn here went through pyplot
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == []

@@ -14,7 +14,8 @@ Known nesting (:data:`NESTING`): norm ⊂ μ∞ ⊂ weighted ⊂ diagonal metric
 weighted; monotone ⊂ diagonal metric. μ∞ and monotone are not nested either way.
 
 Five studies, each a function returning a dataclass with the data and a matplotlib ``Figure``
-(created without pyplot, so no backend is touched and nothing is shown):
+(``.figure``, drawn by :mod:`linf_opt.plots`, the module every figure of the library comes from;
+created without pyplot, so no backend is touched and nothing is shown):
 
 1. :func:`containment_study`: membership counts on random ensembles; nesting checked; counter-examples.
 2. :func:`slice_study`: two-dimensional slices A₀ + sD₁ + tD₂ with every set on the same axes.
@@ -48,6 +49,8 @@ from scipy.stats import norm as _normal
 from tqdm.auto import tqdm
 
 from linf_opt._tensor import as_matrix, check_scalar
+from linf_opt.plots import SET_COLORS as _COLORS, SET_SHORT as _SHORT
+from linf_opt.plots import plot_containment, plot_distances, plot_slices, plot_training_study, plot_volumes
 from linf_opt.operators.measures import metzler_majorant, mu_2, mu_inf, spectral_abscissa
 from linf_opt.sets.sdp import (SDPTooLargeError, diagonal_metric_certificate, diagonal_metric_value_2x2, diagonally_scaled_mu_2,
                   perron_metric)
@@ -73,10 +76,7 @@ SET_LABELS = {
     "monotone": "monotone μ₂(A) ≤ γ",
     "diagonal_metric": "diagonal metric ΛA + AᵀΛ ⪯ 2γΛ",
 }
-_SHORT = {"norm_inf": "norm", "mu_inf": "μ∞", "perron_frobenius": "PF", "weighted_mu_inf": "weighted μ∞",
-          "monotone": "monotone", "diagonal_metric": "diag. metric"}
-_COLORS = {"norm_inf": "tab:gray", "mu_inf": "tab:blue", "perron_frobenius": "tab:purple",
-           "weighted_mu_inf": "tab:cyan", "monotone": "tab:orange", "diagonal_metric": "tab:green"}
+# the short labels and colours of the sets (tables and figures alike) are linf_opt.plots.SET_SHORT / SET_COLORS
 #: (subset, superset) pairs that hold for every A at the same γ (docs/mathematics.md §7; ρ(|A|) ≤ ‖A‖∞ for the second).
 NESTING = (("norm_inf", "mu_inf"), ("norm_inf", "perron_frobenius"), ("mu_inf", "weighted_mu_inf"),
            ("perron_frobenius", "weighted_mu_inf"), ("weighted_mu_inf", "diagonal_metric"),
@@ -297,41 +297,8 @@ def containment_study(ensembles: Sequence[EnsembleSpec] | None = None, *, gamma:
     study = ContainmentStudy(gamma, ensembles, names, counts, linf_only, mono_only, violations, examples,
                              time.perf_counter() - t0)
     if figure:
-        study.figure = _containment_figure(study)
+        study.figure = plot_containment(study)
     return study
-
-
-def _containment_figure(study: ContainmentStudy) -> Figure:
-    E = len(study.ensembles)
-    fig = Figure(figsize=(13, 0.42 * E + 2.2), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
-    K = np.array([s.samples for s in study.ensembles], dtype=float)[:, None]
-    frac = study.counts / K
-    im = ax1.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    for e in range(E):
-        for s in range(len(study.set_names)):
-            ax1.text(s, e, f"{frac[e, s]:.2f}", ha="center", va="center", fontsize=8,
-                     color="white" if frac[e, s] > 0.6 else "black")
-    ax1.set_xticks(range(len(study.set_names)), [_SHORT[s] for s in study.set_names], rotation=20)
-    ax1.set_yticks(range(E), [s.label for s in study.ensembles], fontsize=8)
-    ax1.set_title(f"fraction of random matrices in each set (γ = {study.gamma:g})")
-    fig.colorbar(im, ax=ax1, shrink=0.6)
-    both = study.counts[:, study.set_names.index("mu_inf")] - study.linf_only
-    y = np.arange(E)
-    ax2.barh(y, both / K[:, 0], color="tab:gray", label="both")
-    ax2.barh(y, study.linf_only / K[:, 0], left=both / K[:, 0], color=_COLORS["mu_inf"], label="μ∞ only")
-    ax2.barh(y, study.monotone_only / K[:, 0], left=(both + study.linf_only) / K[:, 0], color=_COLORS["monotone"],
-             label="monotone only")
-    # the same rows as the heatmap: row e at y = e, top to bottom, over the heatmap's y-range, labelled
-    ax2.set_ylim(E - 0.5, -0.5)
-    ax2.set_yticks(y, [s.label for s in study.ensembles], fontsize=8)
-    ax2.yaxis.tick_right()
-    ax2.set_xlim(0, 1)
-    ax2.set_xlabel("fraction of the ensemble")
-    ax2.set_title("ℓ∞ polytope vs monotone set")
-    # outside the axes, below them: no bar is covered
-    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07 - 0.6 / max(E, 1)), ncol=3, fontsize=8, frameon=False)
-    return fig
 
 
 def spec_examples_table(gamma: float = 0.9) -> list[dict[str, Any]]:
@@ -410,37 +377,6 @@ def slice_study(A0, D1, D2, *, extent=(-3.0, 3.0, -3.0, 3.0), resolution: int = 
     return SliceStudy(title, A0, D1, D2, s, t, margins, inside, gamma, tuple(axis_labels), dict(points or {}))
 
 
-def _draw_slice(ax, st: SliceStudy, legend: bool = True) -> None:
-    from matplotlib.patches import Patch
-
-    ext = (st.s[0], st.s[-1], st.t[0], st.t[-1])
-    handles = []
-    for name in SET_ORDER:
-        if name not in st.inside:
-            continue
-        c = _COLORS[name]
-        m = st.margins[name]   # continuous (bound − value) where available: smooth boundaries
-        if st.inside[name].any():
-            ax.contourf(st.s, st.t, m, levels=[0.0, max(float(m.max()), 0.0) + 1.0], colors=[c], alpha=0.13)
-        if st.inside[name].any() and not st.inside[name].all():
-            ax.contour(st.s, st.t, m, levels=[0.0], colors=[c], linewidths=1.6,
-                       linestyles="--" if name in ("perron_frobenius", "norm_inf") else "-")
-        handles.append(Patch(facecolor=c, edgecolor=c, alpha=0.5,
-                             label=f"{_SHORT[name]} ({100 * st.inside[name].mean():.0f}%)"))
-    for label, (ps, pt) in st.points.items():
-        if ext[0] <= ps <= ext[1] and ext[2] <= pt <= ext[3]:
-            ax.plot([ps], [pt], "k*", ms=9)
-            ax.annotate(label, (ps, pt), textcoords="offset points", xytext=(5, 5), fontsize=7)
-    ax.set_xlim(ext[0], ext[1])
-    ax.set_ylim(ext[2], ext[3])
-    ax.set_xlabel(st.axis_labels[0])
-    ax.set_ylabel(st.axis_labels[1])
-    ax.set_title(st.title, fontsize=9)
-    if legend:
-        ax.legend(handles=handles, fontsize=7, loc="lower left", framealpha=0.85,
-                  title="(% of window)", title_fontsize=7)
-
-
 def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, seed: int = 0,
                     progress: bool = False) -> list[SliceStudy]:
     """The report's slices: three 2×2 planes (exact) and one through a random n×n matrix.
@@ -479,17 +415,8 @@ def standard_slices(gamma: float = 0.9, *, n: int = 6, resolution: int = 161, se
 
 
 def slices_figure(slices: Sequence[SliceStudy], ncols: int = 2) -> Figure:
-    """All slices on one figure, every set drawn on the same axes of each panel."""
-    rows = math.ceil(len(slices) / ncols)
-    fig = Figure(figsize=(6 * ncols, 5.2 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, ncols)).ravel()
-    for ax, st in zip(axes, slices):
-        _draw_slice(ax, st)
-    for ax in axes[len(slices):]:
-        ax.set_visible(False)
-    if slices:
-        fig.suptitle(f"Two-dimensional slices; every set at level γ = {slices[0].gamma:g}")
-    return fig
+    """All slices on one figure, every set drawn on the same axes of each panel (:func:`linf_opt.plots.plot_slices`)."""
+    return plot_slices(slices, ncols=ncols)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -529,6 +456,7 @@ class VolumeStudy:
     ratio_high: np.ndarray
     confidence: float
     seconds: float
+    figure: Figure | None = None
 
     @property
     def label(self) -> str:
@@ -538,11 +466,13 @@ class VolumeStudy:
 
 def volume_study(n: int = 2, samples: int = 20000, *, diag_range=(-1.0, 1.0), off_range=(-1.0, 1.0),
                  gamma: float = 0.9, reference: str = "monotone", confidence: float = 0.95, seed: int = 0,
-                 progress: bool = False) -> VolumeStudy:
+                 progress: bool = False, figure: bool = True) -> VolumeStudy:
     """Monte-Carlo volume of each set inside a box (diagonal and off-diagonal entries uniform).
 
     With k hits of N samples the fraction is k/N with a Wilson interval; ratios to ``reference`` use
     the delta method on log(p̂ₛ/p̂ᵣ) with the paired covariance, Var ≈ (1/pₛ + 1/pᵣ − 2pₛᵣ/(pₛpᵣ))/N.
+    ``figure``: draw ``.figure`` (:func:`linf_opt.plots.plot_volumes` of this box; several boxes on one
+    figure: ``plot_volumes([st1, st2, …])``).
     """
     if samples < 1 or n < 1:
         raise ValueError(f"samples, n: expected positive integers, got samples={samples}, n={n}")
@@ -580,8 +510,11 @@ def volume_study(n: int = 2, samples: int = 20000, *, diag_range=(-1.0, 1.0), of
         var = max((1 / ps + 1 / pr - 2 * psr / (ps * pr)) / samples, 0.0)
         ratio[s] = ps / pr
         rlo[s], rhi[s] = ratio[s] * math.exp(-z * math.sqrt(var)), ratio[s] * math.exp(z * math.sqrt(var))
-    return VolumeStudy(n, samples, tuple(diag_range), tuple(off_range), gamma, names, hits, hits / samples, lo, hi,
-                       reference, ratio, rlo, rhi, confidence, time.perf_counter() - t0)
+    st = VolumeStudy(n, samples, tuple(diag_range), tuple(off_range), gamma, names, hits, hits / samples, lo, hi,
+                     reference, ratio, rlo, rhi, confidence, time.perf_counter() - t0)
+    if figure:
+        st.figure = plot_volumes(st)
+    return st
 
 
 def volume_table(studies: Sequence[VolumeStudy]) -> str:
@@ -597,20 +530,6 @@ def volume_table(studies: Sequence[VolumeStudy]) -> str:
     return "\n".join(lines)
 
 
-def _volume_figure(studies: Sequence[VolumeStudy]) -> Figure:
-    fig = Figure(figsize=(6.5 * len(studies), 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(studies)))
-    for ax, st in zip(axes, studies):
-        y = np.arange(len(st.set_names))
-        err = np.clip(np.vstack([st.fraction - st.ci_low, st.ci_high - st.fraction]), 0, None)
-        ax.barh(y, st.fraction, xerr=err, color=[_COLORS[s] for s in st.set_names], capsize=3)
-        ax.set_yticks(y, [_SHORT[s] for s in st.set_names])
-        ax.invert_yaxis()
-        ax.set_xlabel("volume fraction of the box (95% CI)")
-        ax.set_title(st.label, fontsize=9)
-    return fig
-
-
 # ---------------------------------------------------------------------------------------------------
 # study 4: distance from an unconstrained A
 # ---------------------------------------------------------------------------------------------------
@@ -622,13 +541,14 @@ class DistanceStudy:
     ``rows``: dicts with set, value (``value_note`` "≤ " when only an upper bound was computed), bound,
     inside (None when undecided), distance, relative (distance / ‖A‖_F) and exact
     (True for the convex sets' exact projections; False where the distance is the upper bound
-    ‖A − feasible_point(A)‖_F of a non-convex set).
+    ‖A − feasible_point(A)‖_F of a non-convex set); ``gamma`` the level of the sets (in the figure's title).
     """
 
     A: np.ndarray
     rows: list[dict[str, Any]]
     source: str = ""
     figure: Figure | None = None
+    gamma: float | None = None
 
     def table(self) -> str:
         lines = ["| set | value(A) | bound | A inside | distance ‖A − Π(A)‖_F | relative |", "|---|---|---|---|---|---|"]
@@ -671,21 +591,9 @@ def distance_study(A, *, gamma: float = 0.9, source: str = "", max_seconds: floa
             d, exact = float(np.linalg.norm(a - np.asarray(S.feasible_point(a)))), False
         rows.append({"set": name, "value": value, "value_note": value_note, "bound": S.bound, "inside": inside,
                      "distance": d, "relative": d / fro if fro > 0 else 0.0, "exact": exact})
-    st = DistanceStudy(a, rows, source)
+    st = DistanceStudy(a, rows, source, gamma=gamma)
     if figure:
-        fig = Figure(figsize=(7, 3.6), layout="constrained")
-        ax = fig.subplots()
-        y = np.arange(len(rows))
-        ax.barh(y, [r["distance"] for r in rows], color=[_COLORS[r["set"]] for r in rows],
-                edgecolor="k", linewidth=0.3)
-        for i, r in enumerate(rows):
-            if not r["exact"]:
-                ax.barh([i], [r["distance"]], fill=False, hatch="//", edgecolor="k", linewidth=0)
-        ax.set_yticks(y, [_SHORT[r["set"]] + ("" if r["exact"] else " (≤)") for r in rows])
-        ax.invert_yaxis()
-        ax.set_xlabel("Frobenius distance from A (hatched: upper bound)")
-        ax.set_title(f"distance from {source or 'A'} to each set (γ = {gamma:g})", fontsize=9)
-        st.figure = fig
+        st.figure = plot_distances(st)
     return st
 
 
@@ -886,7 +794,7 @@ def training_study(problem, *, variants: Mapping[str, Mapping[str, Any]] | Seque
                                                           indent=2) + "\n")
     st = TrainingStudy(base.name, data.task, rows)
     if figure:
-        st.figure = _training_figure(st)
+        st.figure = plot_training_study(st)
     return st
 
 
@@ -900,43 +808,8 @@ def load_training_study(path: str | os.PathLike, figure: bool = True) -> Trainin
     d = json.loads(p.read_text())
     st = TrainingStudy(d["problem"], d["task"], d["rows"])
     if figure:
-        st.figure = _training_figure(st)
+        st.figure = plot_training_study(st)
     return st
-
-
-def _training_figure(st: TrainingStudy) -> Figure:
-    fig = Figure(figsize=(11, 3.6), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
-    rows = st.summary_rows()
-    names = [r["variant"] for r in rows]
-    colors = [_COLORS.get(r["set"], "tab:red") for r in rows]
-    y = np.arange(len(names))
-    sd = [r["metric_std"] or 0.0 for r in rows]
-    if st.task == "classification":
-        vals = [100 * (1 - (r["test_accuracy"] or 0)) for r in rows]
-        sd = [100 * v for v in sd]
-        ax1.set_xlabel("test error (%)")
-    else:
-        vals = [r["test_mse"] or 0 for r in rows]
-        ax1.set_xlabel("test MSE")
-    ax1.barh(y, vals, xerr=sd if any(sd) else None, color=colors, capsize=3)
-    ax1.set_yticks(y, names)
-    ax1.invert_yaxis()
-    ax1.set_title(f"{st.problem}: same budget under each set", fontsize=9)
-    lips = [r["lipschitz_optimal_eta"] for r in rows]
-    finite = [v for v in lips if v is not None]
-    top = max(finite) * 3 if finite else 1.0
-    ax2.barh(y, [v if v is not None else 0 for v in lips], color=colors)
-    for i, v in enumerate(lips):
-        ax2.text(v if v is not None else top / 1e3, i, f" {v:.3g}" if v is not None else " none (α(M(A)) ≥ 1)",
-                 va="center", fontsize=8)
-    ax2.set_xscale("log")
-    if finite:
-        ax2.set_xlim(min(finite) / 3, top)
-    ax2.set_yticks(y, [])
-    ax2.invert_yaxis()
-    ax2.set_xlabel("certified ℓ∞ Lipschitz bound (optimal η)")
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1027,9 +900,9 @@ def write_report(out_dir: str | os.PathLike = "reports/compare", *, n: int = 6, 
     boxes = [(2, (-1.0, 1.0), (-1.0, 1.0)), (2, (-4.0, 1.0), (-1.0, 1.0)), (3, (-4.0, 1.0), (-1.0, 1.0))]
     if n > 3:
         boxes.append((n, (-4.0, 1.0), (-1.0 / math.sqrt(n), 1.0 / math.sqrt(n))))
-    vols = [volume_study(m, vs, diag_range=d, off_range=o, gamma=gamma, seed=seed, progress=progress)
+    vols = [volume_study(m, vs, diag_range=d, off_range=o, gamma=gamma, seed=seed, progress=progress, figure=False)
             for m, d, o in boxes]
-    _volume_figure(vols).savefig(out / "volume.png", dpi=100)
+    plot_volumes(vols).savefig(out / "volume.png", dpi=100)
     md += ["## 3. Monte-Carlo volume inside a box", "", volume_table(vols), "", "![volume](volume.png)", ""]
     done("study 3 (volume)")
 

@@ -1,6 +1,7 @@
-"""Layer 8 (with ``cli``): reports that read trained runs, e.g. the robustness report behind ``linf-opt certify``."""
-from linf_opt.reports.plots import (accuracy_curves, plot_accuracy_vs_eps, plot_boxes, plot_fit, plot_lipschitz,
-                                    plot_matrix_rows, plot_residual_traces, plot_training_curves, plot_volumes)
+"""Layer 8 (with ``cli``): reports that read trained runs, e.g. the robustness report behind ``linf-opt certify``.
 
-__all__ = ["accuracy_curves", "plot_accuracy_vs_eps", "plot_boxes", "plot_fit", "plot_lipschitz", "plot_matrix_rows",
-           "plot_residual_traces", "plot_training_curves", "plot_volumes"]
+``linf_opt.reports.plots`` is the public name of :mod:`linf_opt.plots`, where every figure is drawn."""
+from linf_opt.reports.plots import *   # noqa: F401,F403
+from linf_opt.reports.plots import __all__ as _plots_all
+
+__all__ = list(_plots_all)

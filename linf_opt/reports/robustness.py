@@ -3,7 +3,8 @@
 One table for a list of radii ε (attack scale, pixels for MNIST): the clean accuracy, the accuracy
 under each attack (:mod:`linf_opt.robustness.attacks`) and the certified accuracy of each certificate
 (:mod:`linf_opt.robustness.certify`), each with the wall-clock time it took over the whole set, plus a plot of
-accuracy against ε. ``linf-opt certify RUN_DIR --eps ...`` runs it on a trained run's MNIST test set.
+accuracy against ε (:func:`linf_opt.plots.plot_accuracy_vs_eps`, the figure the notebooks draw too).
+``linf-opt certify RUN_DIR --eps ...`` runs it on a trained run's MNIST test set.
 
     >>> report = evaluate_robustness(net, pixels, labels, [0.01, 0.1], space=MNIST)
     >>> print(format_table(report)); plot_accuracy(report, "robustness.png")
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from linf_opt.plots import plot_accuracy_vs_eps
 from linf_opt.robustness.attacks import ATTACKS, attack_accuracy
 from linf_opt.robustness.certify import METHODS, certify
 from linf_opt.robustness.input_space import MNIST, InputSpace, check_eps
@@ -147,58 +149,17 @@ def format_table(report: RobustnessReport) -> str:
     return "\n".join(lines)
 
 
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)))
-
-
 def accuracy_figure(report: RobustnessReport, title: str = ""):
-    """The figure of :func:`plot_accuracy`: two panels with their own y-labels, attack accuracy (left)
-    and certified accuracy (right), against ε, each curve starting from the clean accuracy at ε = 0.
+    """The figure of :func:`plot_accuracy`: :func:`linf_opt.plots.plot_accuracy_vs_eps` of the report,
+    two panels with their own y-labels, attack accuracy (left) and certified accuracy (right), against
+    ε, each curve starting from the clean accuracy at ε = 0.
 
     Every curve of a panel has its own marker and line style. Certificates that are 0% at every ε > 0
     would lie on top of each other on the axis: they are drawn a little above it, one offset each
     (the legend label says ``0% at every ε; drawn +k``), and the panel's title says so.
     Returns a matplotlib ``Figure`` (created without pyplot).
     """
-    from matplotlib.figure import Figure
-
-    clean = next((r.accuracy for r in report.records if r.kind == "clean"), None)
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharex=False)
-    panels = (("attack", axes[0], "accuracy under attack (%)", "attacks (empirical robustness)"),
-              ("certificate", axes[1], "certified accuracy (%)", "certificates (guaranteed)"))
-    for kind, ax, ylabel, head in panels:
-        names = []
-        for r in report.records:
-            if r.kind == kind and r.name not in names:
-                names.append(r.name)
-        zero_rank = 0
-        for k, name in enumerate(names):
-            pts = sorted((r.eps, r.accuracy) for r in report.records if r.name == name and r.kind == kind)
-            at_zero = bool(pts) and all(p[1] == 0.0 for p in pts)
-            if clean is not None:
-                pts = [(0.0, clean)] + pts
-            xs = [p[0] for p in pts]
-            ys = [100 * p[1] for p in pts]
-            label = name
-            if at_zero:
-                zero_rank += 1
-                off = 1.2 * zero_rank  # percentage points above the axis, one step per such curve
-                ys = [y if (clean is not None and i == 0) else y + off for i, y in enumerate(ys)]
-                label = f"{name} (0% at every ε; drawn +{off:.1f})"
-            ax.plot(xs, ys, linestyle=_LINESTYLES[k % len(_LINESTYLES)], marker=_MARKERS[k % len(_MARKERS)],
-                    markersize=6 if k % 2 == 0 else 5, fillstyle="full" if k < len(_MARKERS) else "none",
-                    label=label, clip_on=False)
-        ax.set_xlabel("ε (ℓ∞ radius, pixel scale)")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        note = "\ncurves at 0% at every ε are drawn slightly above the axis" if zero_rank else ""
-        ax.set_title(head + ("" if names else ": none measured") + note, fontsize=9)
-        if names:
-            ax.legend(fontsize=8)
-    fig.suptitle(title or f"accuracy against ε ({report.samples} samples)", fontsize=10)
-    return fig
+    return plot_accuracy_vs_eps(report, title=title or None)
 
 
 def plot_accuracy(report: RobustnessReport, path, title: str = "") -> Path:
