@@ -64,6 +64,26 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise NonFiniteError(f"{name}: expected finite values, found {bad} NaN/Inf entr{'y' if bad == 1 else 'ies'}")
 
 
+def check_parameters_finite(module: torch.nn.Module, where: str, error: type[Exception] = NonFiniteError,
+                            consequence: str = "") -> None:
+    """Raise ``error`` naming each parameter of ``module`` that holds NaN or ±Inf (``where`` starts the
+    message, ``consequence`` ends it). One sum per parameter (in float64) and one host synchronisation
+    in all: a finite total proves every entry finite; only a non-finite total is examined further.
+    The one check of the forward pass, the Lipschitz bound, the certificates and the trainer."""
+    params = [(n, p) for n, p in module.named_parameters() if p.is_floating_point() and p.numel()]
+    if not params:
+        return
+    with torch.no_grad():
+        sums = torch.stack([p.detach().sum().to(torch.float64) for _, p in params])
+        if bool(torch.isfinite(sums.sum())):
+            return
+        bad = [n for (n, p), s in zip(params, sums) if not bool(torch.isfinite(s)) and
+               not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise error(f"{where}: parameter{'' if len(bad) == 1 else 's'} {', '.join(bad)} of the network "
+                    f"hold{'s' if len(bad) == 1 else ''} NaN or ±Inf{consequence}")
+
+
 def check_square(t: torch.Tensor, name: str) -> None:
     """Raise :class:`ShapeError` unless ``t`` is a (batch of) square matrix, shape (..., n, n)."""
     if t.ndim < 2 or t.shape[-1] != t.shape[-2]:

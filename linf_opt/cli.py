@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linf-opt",
         description="Train well-posed implicit neural networks under ℓ∞ contraction constraints (μ∞(A) ≤ γ).")
-    parser.add_argument("--traceback", action="store_true",
+    parser.add_argument("--traceback", "--debug", action="store_true", dest="traceback",
                         help=f"show the Python traceback of an error (also: environment variable {_TRACEBACK_ENV}=1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the small matrix products of implicit networks run "

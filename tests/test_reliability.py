@@ -345,3 +345,69 @@ def test_certify_limit_zero_and_empty_inputs_are_clear(tmp_path, capsys):
     for f in (lo.mu_inf, lo.norm_inf):
         with pytest.raises(ShapeError, match="n ≥ 1"):
             f(torch.zeros(0, 0))
+
+
+# ---- a loss that explodes, non-finite parameters in the bounds, --debug ----------------------------------
+
+def test_a_loss_grown_by_orders_of_magnitude_stops_and_keeps_the_checkpoint(tmp_path, capsys):
+    from linf_opt.training.trainer import DivergedLossError
+    trainer = Trainer(tiny(), tmp_path, progress=False)
+    trainer.fit(epochs=1)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    trainer.history[-1]["train_loss"] = 1e-9        # the smallest loss so far: epoch 2's is > 1e4 × larger
+    with pytest.raises(DivergedLossError, match=r"max_loss_growth = 10000.*checkpoint is kept"):
+        trainer.fit(epochs=2)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved and trainer.epoch == 1
+    # through the command line, on resume (the rule reads the history): one line, the checkpoint kept
+    out = tmp_path / "run"
+    train(tiny(**{"training.epochs": 1}), out, progress=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["history"][-1]["train_loss"] = 1e-9
+    torch.save(state, out / "checkpoint.pt")
+    saved = (out / "checkpoint.pt").read_bytes()
+    rc, _, err = run_cli(capsys, "train", FE, "--out", str(out), "--no-progress", "--resume", *TINY)
+    assert rc == 1 and "training diverged" in one_error_line(err)
+    assert (out / "checkpoint.pt").read_bytes() == saved
+    # 0 disables the check (and may change on resume); a factor ≤ 1 is refused
+    rc, _, err = run_cli(capsys, "train", FE, "--out", str(out), "--no-progress", "--resume", *TINY,
+                         "training.max_loss_growth=0")
+    assert rc == 0, err
+    with pytest.raises(ConfigError, match="max_loss_growth"):
+        tiny(**{"training.max_loss_growth": 0.5})
+
+
+def test_non_finite_parameters_are_named_by_the_lipschitz_bound_and_the_certificates():
+    from linf_opt.robustness.certify import METHODS, certify, reachable_box
+    from linf_opt.robustness.input_space import InputSpace
+    u = torch.rand(3, 4)
+    for name in ("A", "B", "C"):
+        net = lo.ImplicitNetwork(4, 5, 3, gamma=0.9)
+        with torch.no_grad():
+            getattr(net, name)[0, 1] = float("nan")
+        with pytest.raises(NonFiniteError, match=rf"lipschitz_bound: parameter {name}\b"):
+            lo.lipschitz_bound(net)
+        with pytest.raises(NonFiniteError, match=rf"reachable_box: parameter {name}\b"):
+            reachable_box(net, u - 0.01, u + 0.01)
+        for method in METHODS:
+            with pytest.raises(NonFiniteError, match=rf"certify: parameter {name}\b"):
+                certify(net, u, torch.zeros(3, dtype=torch.long), 0.01, method, space=InputSpace(0.0, 1.0))
+
+
+def test_evaluate_refuses_a_checkpoint_outside_the_constraint(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny(), out, progress=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["model"]["A"] *= 3.0 / float(lo.mu_inf(state["model"]["A"]))     # μ∞(A) = 3 > γ
+    torch.save(state, out / "checkpoint.pt")
+    rc, _, err = run_cli(capsys, "evaluate", str(out))
+    assert rc == 1 and "violates" in one_error_line(err)
+
+
+def test_debug_is_an_alias_of_traceback(tmp_path, capsys, monkeypatch):
+    import linf_opt.training.trainer as tr
+
+    def boom(*a, **k):
+        raise RuntimeError("something inside torch broke")
+    monkeypatch.setattr(tr.Trainer, "fit", boom)
+    with pytest.raises(RuntimeError, match="inside torch"):
+        main(["--debug", "train", FE, "--out", str(tmp_path / "r"), *TINY])

@@ -34,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from linf_opt._tensor import check_finite, check_scalar
+from linf_opt._tensor import check_finite, check_parameters_finite, check_scalar
 from linf_opt.equilibrium.activations import Activation, get_activation
 from linf_opt.equilibrium.implicit import EquilibriumRecord, equilibrium
 from linf_opt.equilibrium.solvers import SolverStats, check_step, get_solver
@@ -167,18 +167,8 @@ class ImplicitModel(nn.Module, abc.ABC):
         finite; only a non-finite (or overflowing) total is examined parameter by parameter. Called by
         every solve, so a NaN in A or C fails loudly instead of giving constant or NaN outputs.
         """
-        params = [(n, p) for n, p in self.named_parameters() if p.is_floating_point() and p.numel()]
-        if not params:
-            return
-        with torch.no_grad():
-            total = torch.stack([p.detach().sum().to(params[0][1].dtype) for _, p in params]).sum()
-            if bool(torch.isfinite(total)):
-                return
-            bad = [n for n, p in params if not bool(torch.isfinite(p.detach()).all())]
-        if bad:
-            raise NonFiniteError(f"{type(self).__name__}: parameter{'' if len(bad) == 1 else 's'} "
-                                 f"{', '.join(bad)} hold{'s' if len(bad) == 1 else ''} NaN or ±Inf; the "
-                                 f"network's outputs would be meaningless")
+        check_parameters_finite(self, type(self).__name__, NonFiniteError,
+                                "; the network's outputs would be meaningless")
 
     def _equilibrium(self, U, *, x0=None, trace=False, squeeze=False):
         self.check_parameters()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from linf_opt._tensor import as_weights, check_scalar
+from linf_opt._tensor import as_weights, check_parameters_finite, check_scalar
 
 __all__ = ["lipschitz_bound", "lipschitz_surrogate", "empirical_lipschitz"]
 
@@ -59,10 +59,13 @@ def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
         eta: None (the network's own weights, else unweighted), "optimal" (Perron weights of the
             Metzler majorant, the smallest μ; dense matrices up to n = 4096), or explicit positive weights.
 
-    Raises ``ValueError`` when μ_{∞,η}(A) ≥ 1: the network is then not certified well-posed.
+    Raises ``ValueError`` when μ_{∞,η}(A) ≥ 1: the network is then not certified well-posed, and
+    :class:`~linf_opt.errors.NonFiniteError` (a ``ValueError``) naming any parameter that holds NaN or ±Inf.
     """
     if kind not in ("tight", "paper"):
         raise ValueError(f"kind: expected 'tight' or 'paper', got {kind!r}")
+    if isinstance(net, torch.nn.Module):   # NaN in A would read as "μ ≥ 1"; name the parameter instead
+        check_parameters_finite(net, "lipschitz_bound", consequence="; the bound is not finite")
     e = _resolve_eta(net, eta)
     mu = net.operator.row_measures(e).amax()
     mu_v = float(mu.detach())

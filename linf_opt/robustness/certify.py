@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from linf_opt._tensor import check_finite, like_input, to_torch
+from linf_opt._tensor import check_finite, check_parameters_finite, like_input, to_torch
 from linf_opt.errors import ConvergenceWarning, ShapeError
 from linf_opt.equilibrium.implicit import equilibrium
 from linf_opt.robustness.input_space import PIXELS, InputSpace, batch_slices, prepare_batch
@@ -323,6 +323,13 @@ def _default_tols(net, tol, rtol):
     return (d_tol if tol is None else tol), (d_rtol if rtol is None else rtol)
 
 
+def _check_net(net, where: str) -> None:
+    """NonFiniteError naming each parameter of ``net`` that holds NaN or ±Inf: a NaN in A or B would
+    otherwise read as "μ ≥ 1" or give NaN bounds, which no comparison certifies."""
+    if isinstance(net, torch.nn.Module):
+        check_parameters_finite(net, where, consequence="; no certificate exists")
+
+
 def reachable_box(net, lower, upper, *, method: str = "mixed_monotone", tol: float | None = None,
                   rtol: float | None = None, max_iter: int | None = None) -> ReachableBox:
     """Certified bounds on the hidden state and the outputs of ``net`` over the input box [lower, upper].
@@ -344,6 +351,7 @@ def reachable_box(net, lower, upper, *, method: str = "mixed_monotone", tol: flo
     """
     if method not in BOX_METHODS:
         raise ValueError(f"method: expected one of {list(BOX_METHODS)}, got {method!r}")
+    _check_net(net, "reachable_box")
     L, U, was_numpy, single = _check_box(net, lower, upper)
     mu, eta = _measure(net)
     tol, rtol = _default_tols(net, tol, rtol)
@@ -453,6 +461,7 @@ def certify(net, inputs, labels, eps: float, method: str = "mixed_monotone_relat
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+    _check_net(net, "certify")
     P, T, eps, _ = prepare_batch(inputs, labels, eps, space, net.dtype)
     P = P.reshape(P.shape[0], -1).to(net.device)
     if P.shape[1] != net.in_features:

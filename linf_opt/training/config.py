@@ -457,12 +457,22 @@ class TrainingConfig(_Section):
     batch_size  samples per optimizer step (≥ 1; a batch larger than the set is the whole set).
     loss        "cross_entropy" (classification) or "mse" (regression, or one-hot targets).
     log_every   print progress every ``log_every`` optimizer steps (0 = once per epoch).
+    max_loss_growth  stop training (DivergedLossError, the epoch unsaved, the last checkpoint kept) when an
+                epoch's mean training loss exceeds ``max_loss_growth`` times the smallest epoch loss so far:
+                a loss that grew by orders of magnitude is a divergence, not noise (default 1e4; 0 disables;
+                otherwise > 1).
     """
 
     epochs: int = _bounded(20, ge=1)
     batch_size: int = _bounded(100, ge=1)
     loss: Literal["cross_entropy", "mse"] = "mse"
     log_every: int = _bounded(0, ge=0)
+    max_loss_growth: float = _bounded(1e4, ge=0.0)
+
+    def _check(self) -> None:
+        if 0 < self.max_loss_growth <= 1:
+            raise _Invalid("max_loss_growth", f"expected 0 (no check) or a factor > 1, got {self.max_loss_growth} "
+                                              f"(a factor ≤ 1 would stop any run whose loss does not decrease)")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ parameters, membership reported without scale-relative slack, and the count of u
 
 - :func:`check_resume_problem`: a resumed run continues *the same problem*. Only the keys of
   :data:`RESUMABLE_KEYS` may differ from the checkpoint's stored problem (the total number of epochs,
-  where the data live, the device, the progress cadence): none of them changes what is computed.
+  where the data live, the device, the progress cadence, the divergence threshold): none of them changes
+  what is computed.
   Any other change (learning rate, γ, hidden size, seed, ...) is refused, listing each key old → new,
   because silently ignoring it or applying it mid-run both misreport what was trained.
 - :func:`check_checkpoint` / :func:`check_loaded_model`: a checkpoint has every entry the trainer
@@ -22,12 +23,13 @@ from typing import Any
 
 import torch
 
+from linf_opt._tensor import check_parameters_finite as _check_parameters_finite
 from linf_opt.errors import ConfigError, DataError, InvariantError, NonFiniteError
 
 __all__ = ["RESUMABLE_KEYS", "CHECKPOINT_ENTRIES", "changed_keys", "check_resume_problem", "check_checkpoint",
-           "check_loaded_model", "check_parameters_finite", "membership", "NonFiniteParameterError"]
+           "check_loaded_model", "check_model", "check_parameters_finite", "membership", "NonFiniteParameterError"]
 
-RESUMABLE_KEYS = ("training.epochs", "data.data_dir", "device", "training.log_every")
+RESUMABLE_KEYS = ("training.epochs", "data.data_dir", "device", "training.log_every", "training.max_loss_growth")
 """Problem keys that may differ between a checkpoint and the problem that resumes it."""
 
 CHECKPOINT_ENTRIES = ("epoch", "model", "optimizer", "shuffle_rng", "torch_rng", "history")
@@ -100,19 +102,9 @@ def check_checkpoint(state: Any, where: str) -> None:
 
 
 def check_parameters_finite(module: torch.nn.Module, where: str, error=NonFiniteParameterError) -> None:
-    """Raise ``error`` naming each parameter of ``module`` that holds NaN or ±Inf (``where`` says when)."""
-    params = [(n, p) for n, p in module.named_parameters() if p.is_floating_point() and p.numel()]
-    if not params:
-        return
-    with torch.no_grad():
-        sums = torch.stack([p.detach().sum().to(torch.float64) for _, p in params])
-        if bool(torch.isfinite(sums.sum())):
-            return
-        bad = [n for (n, p), s in zip(params, sums) if not bool(torch.isfinite(s)) and
-               not bool(torch.isfinite(p.detach()).all())]
-    if bad:
-        raise error(f"{where}: parameter{'' if len(bad) == 1 else 's'} {', '.join(bad)} of the network "
-                    f"hold{'s' if len(bad) == 1 else ''} NaN or ±Inf")
+    """Raise ``error`` naming each parameter of ``module`` that holds NaN or ±Inf (``where`` says when);
+    :func:`linf_opt._tensor.check_parameters_finite`, the check the models and certificates use too."""
+    _check_parameters_finite(module, where, error)
 
 
 def _as_float64(A):
@@ -142,15 +134,21 @@ def membership(S, A, tol: float, dtype: torch.dtype | None = None) -> tuple[floa
 
 def check_loaded_model(trainer, where: str) -> None:
     """The model just loaded from ``where`` is finite and, for an enforced constraint, inside the set."""
-    check_parameters_finite(trainer.net, f"checkpoint {where}", error=DataError)
-    p = trainer.problem
-    if trainer.set is None or p.constraint.enforce == "free":
+    check_model(trainer.net, trainer.problem, trainer.set, where, "resume from it")
+
+
+def check_model(net, problem, S, where: str, action: str = "use it") -> None:
+    """``net`` (loaded from ``where``) is finite and, for an enforced constraint, its A is inside the
+    feasible set ``S`` (None: no set): else :class:`DataError` / :class:`InvariantError` ("Refusing to
+    ``action``")."""
+    check_parameters_finite(net, f"checkpoint {where}", error=DataError)
+    if S is None or problem.constraint.enforce == "free":
         return
-    A = trainer._constrained()
+    A = net.A if hasattr(net, "A") and isinstance(net.A, torch.Tensor) else net.operator
     A = A.detach() if isinstance(A, torch.Tensor) else A
-    value, inside = membership(trainer.set, A, p.constraint.check_tol, trainer.net.dtype)
+    value, inside = membership(S, A, problem.constraint.check_tol, net.dtype)
     if not inside:
-        raise InvariantError(f"checkpoint {where}: its A violates the run's constraint {trainer.set!r}: value "
-                             f"{value:.6g} > bound {float(trainer.set.bound):.6g} (check_tol "
-                             f"{p.constraint.check_tol}); the file was edited or written by another problem. "
-                             f"Refusing to resume from it")
+        raise InvariantError(f"checkpoint {where}: its A violates the run's constraint {S!r}: value "
+                             f"{value:.6g} > bound {float(S.bound):.6g} (check_tol "
+                             f"{problem.constraint.check_tol}); the file was edited or written by another "
+                             f"problem. Refusing to {action}")

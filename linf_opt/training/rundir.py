@@ -7,7 +7,8 @@ exists, like ``O_CREAT | O_EXCL``) and holds the holder's PID, host name, proces
 command line; it is removed when the run ends, however it ends short of ``kill -9``. A second process
 is refused with :class:`RunLockedError` naming the holder. A lock left behind by a process that no
 longer exists (same host, PID not alive, or alive but started at another time: a reused PID) is
-*stale*: it is taken over, with a :class:`StaleLockWarning` that says whose it was.
+*stale*: it is taken over, with a :class:`StaleLockWarning` that says whose it was. Taking the lock
+removes the temporary files (``.checkpoint.pt.*.tmp``, ...) of an atomic write whose writer was killed.
 
 The lock is re-entrant within a process (``train()`` holds it around ``Trainer.fit``, which takes it
 as well). Locks on another host cannot be checked; they are refused like live ones (remove
@@ -187,6 +188,7 @@ class RunLock:
                 if self._create():
                     _HELD[key] = 1
                     self._held = True
+                    self._remove_temporaries()
                     return self
                 rec = self._read()
                 if rec is None:
@@ -211,6 +213,16 @@ class RunLock:
                               f"{'' if not exc.filename else ' (' + str(exc.filename) + ')'}") from exc
         raise RunLockedError(f"{self.run_dir}: could not take the lock {self.path} (another process keeps "
                              f"re-creating it)")
+
+    def _remove_temporaries(self) -> None:
+        """Remove the half-written temporary files (``.checkpoint.pt.*.tmp``, ...) of an earlier writer
+        killed inside an atomic write: the lock is ours, so no other process is writing them."""
+        for name in RUN_FILES:
+            for tmp in self.run_dir.glob(f".{name}.*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
     def release(self) -> None:
         if not self._held:

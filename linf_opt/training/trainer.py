@@ -59,7 +59,7 @@ from linf_opt.training.checkpoint import load_checkpoint, save_atomic, write_tex
 from linf_opt.training.config import (Problem, check_device, load_problem, override, problem_to_dict,
                                       problem_to_toml)
 from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint, check_loaded_model,
-                                      check_parameters_finite, check_resume_problem, membership)
+                                      check_model, check_parameters_finite, check_resume_problem, membership)
 from linf_opt.training.rundir import RunLock, check_run_dir
 import linf_opt.training.distributed as distributed
 from linf_opt.data.datasets import Dataset, load_dataset
@@ -76,7 +76,7 @@ from linf_opt.models.parametrizations import MonotoneParametrization, MuInfParam
 from linf_opt.sets.projections import prepare_kernels
 from linf_opt.sets.feasible import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
 
-__all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "build_network", "build_feasible_set",
+__all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "DivergedLossError", "build_network", "build_feasible_set",
            "evaluate", "load_run", "format_epoch"]
 
 logger = logging.getLogger("linf_opt.training")
@@ -88,6 +88,11 @@ REPLICA_CHECK_EVERY = 50
 
 class NonFiniteLossError(LinfOptError, FloatingPointError):
     """The training loss became NaN or ±Inf; the last good checkpoint is kept on disk."""
+
+
+class DivergedLossError(LinfOptError, FloatingPointError):
+    """An epoch's training loss exceeded ``training.max_loss_growth`` × the smallest epoch loss so far;
+    the epoch is not saved and the last good checkpoint is kept on disk."""
 
 
 @dataclass
@@ -665,6 +670,22 @@ class Trainer:
         with RunLock(self.run_dir):    # one process per run directory (re-entrant: train() holds it too)
             return self._fit(epochs)
 
+    def _check_loss_growth(self, rec: dict[str, Any]) -> None:
+        """DivergedLossError (the epoch not saved) when the epoch's mean training loss exceeds
+        ``training.max_loss_growth`` × the smallest earlier epoch loss (the history, so a resumed run
+        applies the same rule); 0 disables the check, and a smallest loss of 0 gives no scale."""
+        growth = self.problem.training.max_loss_growth
+        best = min((h["train_loss"] for h in self.history if math.isfinite(h.get("train_loss", math.nan))),
+                   default=None)
+        loss = rec["train_loss"]
+        if not growth or best is None or best <= 0 or not loss > growth * best:
+            return
+        raise DivergedLossError(
+            f"epoch {rec['epoch']}: the training loss {loss:.6g} is {loss / best:.3g} × the smallest epoch loss "
+            f"so far ({best:.6g}), more than training.max_loss_growth = {growth:g}: training diverged and was "
+            f"stopped; {self._kept()}. Lower optimizer.lr (= {self.problem.optimizer.lr:g}), or raise "
+            f"training.max_loss_growth (0 disables the check)")
+
     def _epoch_checked(self) -> dict[str, Any]:
         """One epoch and its report, the solvers' per-batch warnings replaced by one line per epoch;
         ConvergenceError (the epoch not saved) when more than ``solver.max_unconverged`` of its solves
@@ -672,6 +693,7 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             rec = self._epoch_report(self.train_epoch())
+        self._check_loss_growth(rec)
         failed = rec["fwd_not_converged"] + rec["bwd_not_converged"] + rec["test_not_converged"]
         if failed:
             s = self.problem.solver
@@ -789,4 +811,7 @@ def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitMod
         if problem.constraint.enforce == "reparam":
             net.parametrizations.A[0].eta = net.eta
     net.load_state_dict(model)
+    # a finite model inside the run's feasible set, or no results from it (guards.check_model)
+    check_model(net, problem, build_feasible_set(problem, net.eta), str(run_dir / "checkpoint.pt"),
+                "evaluate it")
     return net, problem
