@@ -83,9 +83,10 @@ def _cmd_train(args) -> int:
         except RunExistsError as exc:
             _error(str(exc))
             return 2
-        # bars only on a terminal; otherwise (redirected, or --no-progress) one line per epoch on stdout
+        # bars only on a terminal; otherwise (redirected, or --no-progress) epoch lines on stdout, as many
+        # as training.log_every selects (default about 20 a run)
         trainer = Trainer(problem, out, progress=False if args.no_progress else None,
-                          log=lambda line: print(line, flush=True))
+                          log=lambda line: print(line, flush=True), tensorboard=args.tensorboard)
         if args.resume and trainer.resume():
             print(f"resuming {out} after epoch {trainer.epoch}")
         print(f"training {problem.name or args.problem}: {problem.constraint.set} ({problem.constraint.enforce}), "
@@ -189,7 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel worker processes on this machine (torch.distributed: gloo on CPU, nccl "
                         "on CUDA); under torchrun the process group comes from the environment instead")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars, one line per epoch instead (the default when stderr is not a terminal)")
+                   help="no progress bars, epoch lines instead (the default when stderr is not a terminal): every "
+                        "training.log_every epochs, default 0 = about 20 lines a run")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write per-epoch scalars (losses, test metric, μ∞, solver iterations, times) for "
+                        "TensorBoard to DIR (needs the optional package tensorboard)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test set",

@@ -456,7 +456,10 @@ class TrainingConfig(_Section):
     epochs      number of passes over the training set (≥ 1).
     batch_size  samples per optimizer step (≥ 1; a batch larger than the set is the whole set).
     loss        "cross_entropy" (classification) or "mse" (regression, or one-hot targets).
-    log_every   print progress every ``log_every`` optimizer steps (0 = once per epoch).
+    log_every   epochs between printed progress lines (≥ 0; 0, the default: automatic, about 20 lines a
+                run, every ⌈epochs / 20⌉ epochs); the first and the last epoch and any epoch with
+                a warning are always printed, and every epoch stays in history.jsonl and in the logger
+                ``linf_opt.training`` (DEBUG for the epochs not printed). May change on resume.
     max_loss_growth  stop training (DivergedLossError, the epoch unsaved, the last checkpoint kept) when an
                 epoch's mean training loss exceeds ``max_loss_growth`` times the smallest epoch loss so far:
                 a loss that grew by orders of magnitude is a divergence, not noise (default 1e4; 0 disables;

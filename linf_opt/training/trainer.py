@@ -25,9 +25,14 @@ streamed: one pass over the training loader per epoch, evaluation over the test 
 are shuffled by the trainer's own generator (checkpointed, so resuming is bit-exact).
 
 Progress: tqdm bars only on a terminal (``progress=None``, the default; True forces them, False turns
-them off). Every epoch logs one line (epoch, train loss, test metric, μ∞, mean solver iterations,
-time) to the ``logging`` logger ``"linf_opt.training"`` at INFO, and, when the bars are off, to the
-``log`` callable (e.g. ``print``; the ``linf-opt`` command prints it to stdout).
+them off). Every epoch's one-line summary (:func:`format_epoch`: epoch, train loss, test metric, μ∞,
+mean solver iterations, time) is logged to the ``logging`` logger ``"linf_opt.training"``; the epochs
+that ``training.log_every`` selects (every ``log_every`` epochs; 0, the default: about 20 lines a run,
+every ⌈epochs / 20⌉ epochs, see :func:`printed_epoch`), the first and the last, and any epoch
+that showed a warning are logged at INFO and, when the bars are off, passed to the ``log`` callable
+(e.g. ``print``; the ``linf-opt`` command prints them to stdout); the others at DEBUG. history.jsonl
+keeps every epoch. ``tensorboard=DIR`` also writes per-epoch scalars for TensorBoard (optional: needs
+the ``tensorboard`` package).
 
 Data-parallel (:mod:`linf_opt.training.distributed`): when a process group is up (``torchrun``, or
 ``linf-opt train --nproc N``), every rank trains a replica wrapped in ``DistributedDataParallel`` on its
@@ -77,10 +82,11 @@ from linf_opt.sets.projections import prepare_kernels
 from linf_opt.sets.feasible import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "DivergedLossError", "build_network", "build_feasible_set",
-           "evaluate", "load_run", "format_epoch"]
+           "evaluate", "load_run", "format_epoch", "printed_epoch", "TENSORBOARD_SCALARS"]
 
 logger = logging.getLogger("linf_opt.training")
-"""Receives one INFO line per epoch (see :func:`format_epoch`)."""
+"""Receives every epoch's line (:func:`format_epoch`): INFO for the epochs :func:`printed_epoch`
+selects, DEBUG for the others."""
 
 REPLICA_CHECK_EVERY = 50
 """Data-parallel runs compare the replicas' parameters every this many steps (and after every epoch)."""
@@ -274,6 +280,56 @@ def format_epoch(rec: dict[str, Any], epochs: int | None = None) -> str:
     return "  ".join(parts)
 
 
+def printed_epoch(epoch: int, epochs: int, log_every: int = 0, *, first: int = 1, warned: bool = False) -> bool:
+    """Whether epoch ``epoch`` (1-based) of ``epochs`` gets a printed log line: every ``log_every``
+    epochs (0: every ⌈epochs / 20⌉, at most 22 lines a run), plus the ``first`` epoch of the run
+    (the first after a resume), the last, and any epoch that showed a warning (``warned``)."""
+    every = log_every if log_every > 0 else max(1, math.ceil(epochs / 20))
+    return warned or epoch == first or epoch >= epochs or epoch % every == 0
+
+
+class _ShownWarnings:
+    """Counts the warnings actually shown (not filtered out) inside the ``with`` block, passing them on
+    to the ``warnings.showwarning`` in force (so the command line's one-line format and pytest's
+    recording keep working)."""
+
+    def __enter__(self):
+        self.count = 0
+        self._previous = warnings.showwarning
+
+        def show(*args, **kwargs):
+            self.count += 1
+            return self._previous(*args, **kwargs)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc):
+        warnings.showwarning = self._previous
+        return False
+
+
+def _summary_writer_class(log_dir: str | os.PathLike):
+    """``torch.utils.tensorboard.SummaryWriter``; ConfigError, in one line, when the optional
+    ``tensorboard`` package is not installed (``log_dir``: the directory asked for, named in it)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(f"tensorboard={str(log_dir)!r}: TensorBoard logging needs the optional package "
+                          f"'tensorboard', which is not installed (pip install tensorboard)") from None
+    return SummaryWriter
+
+
+TENSORBOARD_SCALARS = {"train/loss": "train_loss", "train/accuracy": "train_accuracy",
+                       "test/loss": "test_loss", "test/accuracy": "test_accuracy", "test/mse": "test_mse",
+                       "constraint/mu_inf": "mu_inf", "constraint/mu_inf_weighted": "mu_inf_weighted",
+                       "lipschitz_bound": "lipschitz_bound", "solver/forward_iterations": "fwd_iters_mean",
+                       "solver/backward_iterations": "bwd_iters_mean", "solver/test_iterations": "test_iters_mean",
+                       "solver/unconverged_fraction": "unconverged_fraction", "time/epoch_s": "epoch_time",
+                       "time/projection_share": "projection_share", "optimizer/lr": "lr"}
+"""TensorBoard tag → epoch-record key of the scalars written per epoch (those the record holds)."""
+
+
 def _on_terminal(stream=None) -> bool:
     stream = sys.stderr if stream is None else stream
     try:
@@ -310,15 +366,22 @@ class Trainer:
             always, False never.
         callbacks: functions ``f(trainer, info)`` called after every step (after the projection and the
             invariant check); ``info`` holds ``step``, ``epoch``, ``loss`` and the solver stats.
-        log: a callable receiving the one-line summary of every epoch (:func:`format_epoch`) when the
-            bars are off, e.g. ``print``. The line also goes to the logger ``"linf_opt.training"`` (INFO).
+        log: a callable receiving the one-line summary (:func:`format_epoch`) of the epochs that
+            ``training.log_every`` selects (:func:`printed_epoch`) when the bars are off, e.g. ``print``.
+            Every epoch's line also goes to the logger ``"linf_opt.training"`` (INFO for those epochs,
+            DEBUG for the others).
+        tensorboard: a directory for TensorBoard event files: per-epoch scalars
+            (:data:`TENSORBOARD_SCALARS`: train loss, test metric, μ∞, solver iterations, epoch time,
+            projection share, ...) through ``torch.utils.tensorboard``; needs the optional ``tensorboard``
+            package (:class:`~linf_opt.errors.ConfigError` here, before any training, when it is missing).
 
     Raises :class:`~linf_opt.errors.ConfigError` when ``training.loss = "cross_entropy"`` meets float
     (regression) targets.
     """
 
     def __init__(self, problem: Problem, out_dir: str | os.PathLike | None = None, *,
-                 data=None, progress: bool | None = None, callbacks=(), log=None):
+                 data=None, progress: bool | None = None, callbacks=(), log=None,
+                 tensorboard: str | os.PathLike | None = None):
         check_device(problem.device)   # "cuda" on a CPU-only torch: one clear error, before any work
         self.problem = problem
         self.callbacks = list(callbacks)
@@ -338,6 +401,10 @@ class Trainer:
         if log is not None and not callable(log):
             raise TypeError(f"log: expected a callable such as print, or None, got {type(log).__name__}")
         self.log = log if main else None
+        # rank 0 alone writes TensorBoard events; the writer is opened by fit(), the package checked now
+        self.tensorboard = Path(tensorboard) if tensorboard is not None and main else None
+        if self.tensorboard is not None:
+            _summary_writer_class(self.tensorboard)   # the one-line ConfigError when it is not installed
         torch.manual_seed(problem.seed)
         self.net = build_network(problem, self.data.input_dim, self.data.output_dim, self.data.input_shape)
         self.set = build_feasible_set(problem, self.net.eta)
@@ -713,18 +780,35 @@ class Trainer:
         outer = tqdm(total=epochs, initial=self.epoch, desc=self.problem.name or "training",
                      disable=not self.progress, unit="epoch")
         key = "test_accuracy" if self.data.task == "classification" else "test_mse"
-        while self.epoch < epochs:
-            rec = self._epoch_checked()
-            self.epoch += 1
-            self.history.append(rec)
-            self.save()
-            outer.update(1)
-            outer.set_postfix({key: f"{rec[key]:.4g}", "mu": f"{rec['mu_inf']:.3f}",
-                               "lip": "—" if rec["lipschitz_bound"] is None else f"{rec['lipschitz_bound']:.3g}"})
-            line = format_epoch(rec, epochs)
-            logger.info(line)
-            if self.log is not None and not self.progress:
-                self.log(line)
+        first, every = self.epoch + 1, self.problem.training.log_every
+        writer = None
+        if self.tensorboard is not None and self.epoch < epochs:
+            writer = _summary_writer_class(self.tensorboard)(log_dir=str(self.tensorboard))
+        try:
+            while self.epoch < epochs:
+                with _ShownWarnings() as shown:
+                    rec = self._epoch_checked()
+                self.epoch += 1
+                self.history.append(rec)
+                self.save()
+                outer.update(1)
+                outer.set_postfix({key: f"{rec[key]:.4g}", "mu": f"{rec['mu_inf']:.3f}",
+                                   "lip": "—" if rec["lipschitz_bound"] is None else f"{rec['lipschitz_bound']:.3g}"})
+                line = format_epoch(rec, epochs)
+                if printed_epoch(rec["epoch"], epochs, every, first=first, warned=shown.count > 0):
+                    logger.info(line)
+                    if self.log is not None and not self.progress:
+                        self.log(line)
+                else:
+                    logger.debug(line)
+                if writer is not None:
+                    for tag, k in TENSORBOARD_SCALARS.items():
+                        if rec.get(k) is not None:
+                            writer.add_scalar(tag, float(rec[k]), rec["epoch"])
+                    writer.flush()
+        finally:
+            if writer is not None:
+                writer.close()
         outer.close()
         summary = self.summary()
         if self.run_dir is not None and (self.dist is None or self.dist.is_main):
@@ -757,7 +841,8 @@ class Trainer:
 
 def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLike | None = None, *,
           resume: bool = False, overwrite: bool = False, epochs: int | None = None,
-          data_dir: str | None = None, progress: bool | None = None, data=None, log=None) -> TrainResult:
+          data_dir: str | None = None, progress: bool | None = None, data=None, log=None,
+          tensorboard: str | os.PathLike | None = None) -> TrainResult:
     """Train ``problem`` (a Problem, a TOML path or a dict) and return a :class:`TrainResult`.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists (the problem must match the
@@ -767,8 +852,8 @@ def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLik
     is locked for the whole call (:class:`~linf_opt.training.rundir.RunLock`). ``epochs`` overrides
     ``training.epochs``; ``data_dir`` overrides ``data.data_dir``. ``data``: your own data in any form
     :class:`Trainer` accepts, e.g. ``data=(X_train, y_train, X_test, y_test)`` or
-    ``data=(train_loader, test_loader)``. ``progress`` and ``log`` as for :class:`Trainer`
-    (``log=print`` prints one line per epoch when the bars are off).
+    ``data=(train_loader, test_loader)``. ``progress``, ``log`` and ``tensorboard`` as for :class:`Trainer`
+    (``log=print`` prints the epochs ``training.log_every`` selects when the bars are off).
     """
     problem = load_problem(problem)
     if epochs is not None:
@@ -776,17 +861,17 @@ def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLik
     if data_dir is not None:
         problem = override(problem, **{"data.data_dir": str(data_dir)})
     if out_dir is None:
-        return Trainer(problem, None, data=data, progress=progress, log=log).fit()
+        return Trainer(problem, None, data=data, progress=progress, log=log, tensorboard=tensorboard).fit()
     ctx = distributed.current()
     if ctx is not None and not ctx.is_main:
         # rank 0 holds the lock and writes; the other ranks read the checkpoint to resume
-        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log)
+        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log, tensorboard=tensorboard)
         if resume:
             trainer.resume()
         return trainer.fit()
     with RunLock(out_dir):
         check_run_dir(out_dir, resume=resume, overwrite=overwrite)
-        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log)
+        trainer = Trainer(problem, out_dir, data=data, progress=progress, log=log, tensorboard=tensorboard)
         if resume:
             trainer.resume()
         return trainer.fit()
