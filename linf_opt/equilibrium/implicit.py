@@ -168,7 +168,8 @@ def solve_fixed_point(A, B, u, b=None, activation="relu", method="average", alph
         alpha: step; default α* for average/anderson, 1 for picard and peaceman_rachford.
         tol, rtol: stop when ‖x − Φ(Ax + Bu + b)‖∞ ≤ tol + rtol·‖x‖∞ (defaults by dtype, see default_tol).
         max_iter: iteration limit; reaching it unconverged warns (``ConvergenceWarning``) or, with
-            ``strict=True``, raises :class:`ConvergenceError`. A step outside (0, α*] also raises in strict mode.
+            ``strict=True``, raises :class:`~linf_opt.errors.ConvergenceError`. A step outside (0, α*]
+            also raises in strict mode.
         x0: initial point (batch, n), default zero.
         trace: record the maximum residual after every iteration in ``stats.trace``.
         backward, backward_tol: how gradients are computed when an input requires grad (exact implicit

@@ -30,7 +30,8 @@ class ImplicitNetwork(ImplicitModel):
 
     Args:
         in_features (r), hidden_features (n), out_features (q).
-        activation: name or :class:`Activation` (slopes in [0, 1]); ``negative_slope`` for leaky_relu.
+        activation: name or :class:`~linf_opt.equilibrium.activations.Activation` (slopes in [0, 1]);
+            ``negative_slope`` for leaky_relu.
         gamma: initial A satisfies μ_{∞,η}(A) ≤ γ (γ < 1; training keeps it there by projection).
         eta: optional positive weights η (length n) of the weighted measure; stored as a buffer.
         feedthrough: include the direct term D u.

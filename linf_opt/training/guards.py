@@ -121,7 +121,7 @@ def membership(S, A, tol: float, dtype: torch.dtype | None = None) -> tuple[floa
 
     The value is computed in float64 (exact enough for float32-stored entries of any size), and
     ``in_set`` is value ≤ bound + max(tol, 32·eps(dtype))·max(1, |bound|): the slack does not grow with
-    the matrix, unlike :meth:`FeasibleSet.contains`, whose slack is relative to ‖A‖.
+    the matrix, unlike :meth:`~linf_opt.sets.feasible.FeasibleSet.contains`, whose slack is relative to ‖A‖.
     """
     try:
         value = float(torch.as_tensor(S.value(_as_float64(A))))
