@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from linf_opt.errors import LinfOptError
+from linf_opt.errors import LinfOptError, NonFiniteError
 
 __all__ = ["main", "build_parser"]
 
@@ -153,8 +153,10 @@ def _cmd_evaluate(args) -> int:
     for kind in ("tight", "paper"):
         try:
             out[f"lipschitz_{kind}"] = float(lipschitz_bound(net, kind).detach())
+        except NonFiniteError:
+            raise
         except ValueError:
-            out[f"lipschitz_{kind}"] = None
+            out[f"lipschitz_{kind}"] = None             # μ ≥ 1: no certificate
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -70,7 +70,7 @@ import linf_opt.training.distributed as distributed
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
-                             LinfOptError)
+                             LinfOptError, NonFiniteError)
 from linf_opt.models.lipschitz import lipschitz_bound, lipschitz_surrogate
 from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import optimal_weights
@@ -725,6 +725,8 @@ class Trainer:
                                                          self.net.dtype)
         try:
             rec["lipschitz_bound"] = float(lipschitz_bound(self.net).detach())
+        except NonFiniteError:
+            raise                             # a NaN parameter is an error, not a missing certificate
         except ValueError:
             rec["lipschitz_bound"] = None     # μ ≥ 1: no certificate (unconstrained training)
         return rec
