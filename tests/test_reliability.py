@@ -411,3 +411,21 @@ def test_debug_is_an_alias_of_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tr.Trainer, "fit", boom)
     with pytest.raises(RuntimeError, match="inside torch"):
         main(["--debug", "train", FE, "--out", str(tmp_path / "r"), *TINY])
+
+
+def test_load_run_prefers_the_checkpoints_problem_over_a_stale_problem_toml(tmp_path):
+    """A run killed between its first checkpoint and problem.toml (an --overwrite of another run) leaves
+    the old problem.toml beside the new checkpoint: load_run uses the problem the checkpoint stores."""
+    import warnings as _w
+    from linf_opt.training.config import load_problem as _lp, override as _ov, problem_to_toml
+    from linf_opt.training.trainer import load_run as _load, train as _train
+    p = _ov(_lp("problems/function_estimation.toml"), **{"training.epochs": 1, "data.n_train": 32,
+                                                          "data.n_test": 20, "model.hidden": 6})
+    res = _train(p, tmp_path, progress=False)
+    (tmp_path / "problem.toml").write_text(problem_to_toml(_ov(p, **{"model.hidden": 9})))
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        net, prob = _load(tmp_path)
+    assert prob.model.hidden == 6 and any("differs" in str(w.message) for w in caught)
+    u = torch.linspace(-1, 1, 5).unsqueeze(1)
+    torch.testing.assert_close(net(u), res.net(u))

@@ -888,6 +888,15 @@ def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitMod
         raise DataError(f"checkpoint {run_dir / 'checkpoint.pt'}: missing entry 'model': not a complete "
                         f"linf_opt training checkpoint")
     model = state["model"]
+    stored = state.get("problem")
+    if isinstance(stored, dict):
+        # the checkpoint carries the problem that trained its weights; problem.toml is written beside it
+        # and can disagree only if a run was killed between the two writes of its first save
+        trained = load_problem(stored)
+        if trained != problem:
+            warnings.warn(f"{run_dir / 'problem.toml'} differs from the problem stored in {run_dir / 'checkpoint.pt'} "
+                          f"(a run killed during its first save?); using the checkpoint's", stacklevel=2)
+            problem = trained
     dims = state.get("dims")
     r = dims["input_dim"] if dims else model["B"].shape[1]
     q = dims["output_dim"] if dims else model["C"].shape[0]
