@@ -7,6 +7,7 @@ implementation serves all of them, and the result goes back in the caller's type
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,10 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise NonFiniteError(f"{name}: expected finite values, found {bad} NaN/Inf entr{'y' if bad == 1 else 'ies'}")
 
 
+_CHECKED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()
+"""module → the (data_ptr, version) of its parameters at their last passing check."""
+
+
 def check_parameters_finite(module: torch.nn.Module, where: str, error: type[Exception] = NonFiniteError,
                             consequence: str = "") -> None:
     """Raise ``error`` naming each parameter of ``module`` that holds NaN or ±Inf (``where`` starts the
@@ -73,9 +78,16 @@ def check_parameters_finite(module: torch.nn.Module, where: str, error: type[Exc
     params = [(n, p) for n, p in module.named_parameters() if p.is_floating_point() and p.numel()]
     if not params:
         return
+    # parameters unchanged since their last passing check (same storage, same in-place version
+    # counter) need no new reduction: the trainer checks after every optimizer step, and the forward
+    # pass that follows finds nothing changed
+    versions = tuple((p.data_ptr(), p._version) for _, p in params)
+    if _CHECKED.get(module) == versions:
+        return
     with torch.no_grad():
         sums = torch.stack([p.detach().sum().to(torch.float64) for _, p in params])
         if bool(torch.isfinite(sums.sum())):
+            _CHECKED[module] = versions
             return
         bad = [n for (n, p), s in zip(params, sums) if not bool(torch.isfinite(s)) and
                not bool(torch.isfinite(p.detach()).all())]

@@ -52,7 +52,9 @@ class SolverStats:
         residual: per-sample final residual ‖x − Φ(Ax + q)‖∞ (ℓ1 norm for the adjoint solve), shape (batch,).
         converged: per-sample flags, residual ≤ tol + rtol·‖x‖, shape (batch,).
         sample_iterations: per-sample iteration at which that sample first met the tolerance
-            (``iterations`` for samples that never did), shape (batch,).
+            (``iterations`` for samples that never did), shape (batch,). Solvers may pass it as a
+            function that computes it (the average iteration does: it is formed on first access, not in
+            every training step that never reads it).
         alpha: the step used (None where the method has none).
         evaluations: number of evaluations of Φ(A · + q) for the whole batch (Anderson uses up to 2 per step).
         diverged: True when the iteration was stopped because the residual grew without bound.
@@ -70,7 +72,7 @@ class SolverStats:
     iterations: int
     residual: torch.Tensor
     converged: torch.Tensor
-    sample_iterations: torch.Tensor
+    _sample_iterations: torch.Tensor | Callable[[], torch.Tensor]
     alpha: float | None = None
     evaluations: int = 0
     diverged: bool = False
@@ -78,6 +80,12 @@ class SolverStats:
     stagnated: bool = False
     preactivation: torch.Tensor | None = field(default=None, repr=False, compare=False)
     known_converged: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def sample_iterations(self) -> torch.Tensor:
+        if callable(self._sample_iterations):
+            self._sample_iterations = self._sample_iterations()
+        return self._sample_iterations
 
     @property
     def all_converged(self) -> bool:
@@ -252,7 +260,7 @@ class _Monitor:
 
     def stats(self, preactivation: torch.Tensor | None = None) -> SolverStats:
         ok = self.ok if not self.diverged else torch.zeros_like(self.ok)
-        return SolverStats(self.method, self.k, self.res, ok, self._first(), self.alpha, self.evaluations,
+        return SolverStats(self.method, self.k, self.res, ok, self._first, self.alpha, self.evaluations,
                            self.diverged, self.trace, self.stagnated, preactivation,
                            self.all_ok and not self.diverged)
 
