@@ -494,19 +494,23 @@ class Trainer:
     def _optimizer_step(self) -> None:
         """``opt.step()``, then every parameter checked finite (before the projection, which would
         otherwise act on NaN): an overflowing learning rate stops training with one clear error."""
-        where = f"optimizer step {self.step_count + 1} (epoch {self.epoch + 1})"
-        hint = (f"; training stopped and {self._kept()}. Lower optimizer.lr "
-                f"(= {self.problem.optimizer.lr:g}) or check the data")
+        def where():        # the messages are built only when they are needed (this runs every step)
+            return f"optimizer step {self.step_count + 1} (epoch {self.epoch + 1})"
+
+        def hint():
+            return (f"; training stopped and {self._kept()}. Lower optimizer.lr "
+                    f"(= {self.problem.optimizer.lr:g}) or check the data")
         try:
             self.opt.step()
         except RuntimeError as exc:
             if "overflow" not in str(exc):
                 raise
-            raise NonFiniteParameterError(f"{where} overflowed ({exc}){hint}") from exc
+            raise NonFiniteParameterError(f"{where()} overflowed ({exc}){hint()}") from exc
         try:
-            check_parameters_finite(self.net, f"after {where}")
+            check_parameters_finite(self.net, "after the optimizer step")
         except NonFiniteParameterError as exc:
-            raise NonFiniteParameterError(f"{exc}{hint}") from None
+            raise NonFiniteParameterError(f"{str(exc).replace('after the optimizer step', 'after ' + where(), 1)}"
+                                          f"{hint()}") from None
 
     # -- the constraint -----------------------------------------------------------------------------
     def _update_weights(self) -> None:
@@ -590,6 +594,10 @@ class Trainer:
         batches, nb = self._train_batches()
         dev = self.net.device
         sums = dict(loss=0.0, correct=0, count=0, fwd=0.0, bwd=0.0, fwd_max=0, bwd_max=0, fwd_nc=0, bwd_nc=0)
+        # per-sample sums kept on the device and read once per epoch (no conversion per step)
+        acc_correct = torch.zeros((), dtype=torch.long, device=dev)
+        acc_fwd = torch.zeros((), dtype=torch.long, device=dev)
+        acc_bwd = torch.zeros((), dtype=torch.long, device=dev)
         extra: dict[str, float] = {}
         t_proj = t_check = 0.0
         sync = dev.type == "cuda"
@@ -639,12 +647,12 @@ class Trainer:
             sums["loss"] += loss_value * b
             sums["count"] += b
             if not self.regression:
-                sums["correct"] += int((Y.detach().argmax(-1) == Tb).sum())
-            sums["fwd"] += float(fst.sample_iterations.double().mean()) * b
+                acc_correct += (Y.detach().argmax(-1) == Tb).sum()
+            acc_fwd += fst.sample_iterations.sum()
             sums["fwd_max"] = max(sums["fwd_max"], fst.iterations)
             sums["fwd_nc"] += fst.n_not_converged
             if bst is not None:
-                sums["bwd"] += float(bst.sample_iterations.double().mean()) * b
+                acc_bwd += bst.sample_iterations.sum()
                 sums["bwd_max"] = max(sums["bwd_max"], bst.iterations)
                 sums["bwd_nc"] += bst.n_not_converged
             for key, v in info.items():
@@ -652,6 +660,7 @@ class Trainer:
             if self.progress and (k % 10 == 0 or k == (nb or 0) - 1):
                 bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4g}", iters=f"{fst.iterations}")
         bar.close()
+        sums["correct"], sums["fwd"], sums["bwd"] = (int(v) for v in torch.stack([acc_correct, acc_fwd, acc_bwd]).tolist())
         if ctx is not None:
             distributed.check_replicas(self.net, ctx, self.step_count)
             keys = ("loss", "correct", "count", "fwd", "bwd", "fwd_nc", "bwd_nc", *extra)
