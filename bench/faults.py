@@ -297,6 +297,17 @@ FAILURES = {
 }
 
 
+def refused_cleanly(rc: int, err: str, row: Row) -> bool:
+    """A run that must fail: success counts as silent garbage, a failure without one clean line as a traceback."""
+    if rc == 0:
+        row.garbage += 1
+        return False
+    if not clean_failure(rc, err):
+        row.tracebacks += 1
+        return False
+    return True
+
+
 def overwrite_fail(work: Path, rng: random.Random, kinds: list[str], ref: Path, row: Row, inprocess: bool):
     d = work / "overwrite"
     shutil.copytree(ref, d)
@@ -304,13 +315,7 @@ def overwrite_fail(work: Path, rng: random.Random, kinds: list[str], ref: Path, 
     for kind in kinds:
         row.tries += 1
         rc, _, err = run_cli(FAILURES[kind](d), work, inprocess)
-        ok = True
-        if rc == 0:
-            row.garbage += 1
-            ok = False
-        elif not clean_failure(rc, err):
-            row.tracebacks += 1
-            ok = False
+        ok = refused_cleanly(rc, err, row)
         if snapshot(d) != before:
             row.data_lost += 1
             ok = False
@@ -355,12 +360,7 @@ def corrupt_checkpoints(work: Path, rng: random.Random, kinds: list[str], ref: P
         ok = True
         for argv in (train_args(d, epochs + 2, "--resume"), ["evaluate", str(d)]):
             rc, _, err = run_cli(argv, work, inprocess)
-            if rc == 0:
-                row.garbage += 1
-                ok = False
-            elif not clean_failure(rc, err):
-                row.tracebacks += 1
-                ok = False
+            ok = refused_cleanly(rc, err, row)
             if not ok:
                 row.failures.append(f"{kind}, {argv[0]}: rc {rc}, {err.strip()[-300:]}")
                 break
