@@ -172,7 +172,8 @@ class _Monitor:
     synchronisation, whatever the batch size. The checks are scheduled from the observed rate: after
     a check with worst residual r at iteration k, following one with r′ at k′, the rate
     ρ̂ = (r/r′)^{1/(k−k′)} predicts the iterations m = ⌈log(τ/r)/log ρ̂⌉ to the tolerance τ, and the next
-    check comes after min(max(m, 1), check_every) iterations (check_every when there is no rate yet).
+    check comes after min(max(m, 1), check_every) iterations (check_every // 4 after the first check,
+    when there is no rate yet, and check_every when the residual did not decrease).
     The schedule only decides when to look: a sample counts as converged only when the true residual
     of the iterate that is returned is below its tolerance, since the loop stops at a check, never
     between two.
@@ -203,7 +204,9 @@ class _Monitor:
         return self.k >= self.next_check or self.k >= self.max_iter
 
     def _schedule(self, worst: float, target: float) -> None:
-        step = self.every
+        # without a rate yet (the first check) look again soon, so that the rate is known early:
+        # a solve that converges in a few iterations does not run on to check_every
+        step = self.every if self.last is not None else max(1, self.every // 4)
         if (self.every > 1 and self.last is not None and 0 < worst < self.last[1] and target > 0
                 and self.k > self.last[0]):
             rate = (worst / self.last[1]) ** (1.0 / (self.k - self.last[0]))
