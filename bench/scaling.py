@@ -69,7 +69,7 @@ def _worker(rank, problem_dict, report):
 
 
 def procs_table(args):
-    n, batch = 100, args.batch[0]
+    n, batch = args.dp_hidden, args.batch[0]
     print(f"## Data-parallel processes (gloo, CPU, n = {n}, global batch {batch}, {args.steps} steps)\n")
     print("| processes | s / step | samples / s | speed-up |")
     print("|---:|---:|---:|---:|")
@@ -95,6 +95,7 @@ def main(argv=None):
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, nargs="+", default=[100])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--dp-hidden", type=int, default=100, help="hidden size of the data-parallel table")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
