@@ -119,13 +119,17 @@ class ImplicitModel(nn.Module, abc.ABC):
         """State dimension n = prod(state_shape)."""
         return math.prod(self.state_shape)
 
+    def _reference_parameter(self) -> torch.Tensor:
+        """A parameter whose dtype and device are the model's (subclasses name a cheap one)."""
+        return self.operator.weight
+
     @property
     def dtype(self) -> torch.dtype:
-        return self.operator.weight.dtype
+        return self._reference_parameter().dtype
 
     @property
     def device(self) -> torch.device:
-        return self.operator.weight.device
+        return self._reference_parameter().device
 
     def _inputs(self, u, name: str = "u") -> tuple[torch.Tensor, bool]:
         """(U, single): inputs as rows (batch, in_features) in the model's dtype and device."""

@@ -183,13 +183,8 @@ class ConvImplicitNetwork(ImplicitModel):
     def operator(self) -> Conv2dOperator:
         return Conv2dOperator(self.kernel, self.state_shape[1:], self.padding)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.C.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.C.device
+    def _reference_parameter(self) -> torch.Tensor:
+        return self.injection_weight
 
     def _images(self, U: torch.Tensor) -> torch.Tensor:
         return U.reshape(U.shape[0], *self.input_shape)

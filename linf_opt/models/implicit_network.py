@@ -98,13 +98,8 @@ class ImplicitNetwork(ImplicitModel):
     def operator(self) -> DenseOperator:
         return DenseOperator(self.A)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.B.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.B.device
+    def _reference_parameter(self) -> torch.Tensor:
+        return self.B
 
     def _injection(self, U: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b, U, self.B.t())

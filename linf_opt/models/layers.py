@@ -89,14 +89,6 @@ class ConvImplicitLayer(_IdentityReadout, ConvImplicitNetwork):
                          **kwargs)
         self._drop_readout()
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.injection_weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.injection_weight.device
-
     def extra_repr(self) -> str:
         C, Hs, Ws = self.state_shape
         return (f"in={self.input_shape}, state=({C}, {Hs}, {Ws}), kernel={self.kernel_size}, "
