@@ -99,6 +99,31 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
 
 
+def test_cosine_schedule_rates_follow_the_closed_form_and_resume(tmp_path):
+    import math
+    lr, floor, E = 0.05, 0.005, 4
+    p = problem(**{"training.epochs": E, "optimizer.schedule": "cosine", "optimizer.lr_min": floor})
+    full = train(p, tmp_path / "full", progress=False)
+    # history's "lr" is the rate after the epoch's scheduler step: the rate epoch e + 1 will run at
+    expected = [floor + (lr - floor) * (1 + math.cos(math.pi * e / E)) / 2 for e in range(1, E + 1)]
+    assert [h["lr"] for h in full.history] == pytest.approx(expected, rel=1e-12)
+    assert full.history[-1]["lr"] == pytest.approx(floor, rel=1e-12)
+    part = train(override(p, **{"training.epochs": 2}), tmp_path / "part", progress=False)
+    assert part.history[-1]["lr"] == pytest.approx(floor + (lr - floor) * (1 + math.cos(math.pi * 2 / 2)) / 2)
+    # resumed under the longer total, the cosine continues over 4 epochs from epoch 3 on
+    t = Trainer(p, tmp_path / "part", progress=False)
+    assert t.resume() and t.opt.param_groups[0]["lr"] == pytest.approx(expected[1], rel=1e-12)
+    resumed = train(p, tmp_path / "part", resume=True, progress=False)
+    assert [h["lr"] for h in resumed.history][2:] == pytest.approx(expected[2:], rel=1e-12)
+
+
+def test_cosine_schedule_rejects_a_floor_at_or_above_lr():
+    with pytest.raises(ConfigError, match="optimizer.lr_min"):
+        problem(**{"optimizer.schedule": "cosine", "optimizer.lr_min": 0.05})
+    with pytest.raises(ConfigError, match="optimizer.schedule"):
+        problem(**{"optimizer.schedule": "linear"})
+
+
 def test_interrupted_mid_epoch_resumes_from_last_checkpoint(tmp_path, monkeypatch):
     full = train(problem(), tmp_path / "full", progress=False)
     trainer = Trainer(problem(), tmp_path / "run", progress=False)

@@ -427,14 +427,20 @@ class RegularizerConfig(_Section):
 
 @dataclass(frozen=True)
 class OptimizerConfig(_Section):
-    """``[optimizer]``: the torch optimizer and its step-decay schedule.
+    """``[optimizer]``: the torch optimizer and its learning-rate schedule (one value per epoch).
 
     name          "adam" or "sgd".
     lr            initial learning rate (> 0).
     momentum      SGD momentum in [0, 1) (must be 0 for Adam, whose moments are fixed by its betas).
     weight_decay  L2 weight decay ≥ 0.
-    lr_step       multiply the learning rate by ``lr_decay`` every ``lr_step`` epochs (0 = never).
-    lr_decay      the factor, in (0, 1].
+    schedule      "step": multiply the rate by ``lr_decay`` every ``lr_step`` epochs (0 = never);
+                  "cosine": epoch e (counted from 0) of E = ``training.epochs`` runs at
+                  lr_min + (lr − lr_min)·(1 + cos(π e / E))/2, so the last epoch is near ``lr_min``
+                  (``lr_step`` and ``lr_decay`` are not used). Extending a run (``--epochs`` with
+                  ``--resume``) continues on the cosine over the new total.
+    lr_step       the step schedule's period in epochs (0 = a constant rate).
+    lr_decay      the step schedule's factor, in (0, 1].
+    lr_min        the cosine schedule's final rate, in [0, lr).
     """
 
     name: Literal["adam", "sgd"] = "adam"
@@ -443,8 +449,12 @@ class OptimizerConfig(_Section):
     weight_decay: float = _bounded(0.0, ge=0.0)
     lr_step: int = _bounded(10, ge=0)
     lr_decay: float = _bounded(0.1, gt=0.0, le=1.0)
+    schedule: Literal["step", "cosine"] = "step"
+    lr_min: float = _bounded(0.0, ge=0.0)
 
     def _check(self) -> None:
+        if self.lr_min >= self.lr:
+            raise _Invalid("lr_min", f"expected a final rate below lr = {self.lr}, got {self.lr_min}")
         if self.name == "adam" and self.momentum != 0:
             raise _Invalid("momentum", f'applies to "sgd" only; Adam would ignore it, got {self.momentum}')
 

@@ -344,6 +344,16 @@ def _optimizer(problem: Problem, params) -> tuple[torch.optim.Optimizer, Any]:
         opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.schedule == "cosine":
+        # closed form in the epoch count (no recursion), read from the problem at each step: a resumed run
+        # whose training.epochs grew follows the new total (the lambda is not part of the state dict)
+        floor = o.lr_min / o.lr
+        total = problem.training.epochs
+
+        def cosine(e: int) -> float:
+            return floor + (1 - floor) * (1 + math.cos(math.pi * min(e, total) / total)) / 2
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     sched = torch.optim.lr_scheduler.StepLR(opt, o.lr_step, o.lr_decay) if o.lr_step > 0 else None
     return opt, sched
 
@@ -450,6 +460,11 @@ class Trainer:
             self.opt.load_state_dict(state["optimizer"])
             if self.sched is not None and state.get("scheduler") is not None:
                 self.sched.load_state_dict(state["scheduler"])
+                if isinstance(self.sched, torch.optim.lr_scheduler.LambdaLR):
+                    # the cosine's rate is a function of the epoch and this problem's total epochs,
+                    # which a resume may have raised: set the rate for the next epoch from it
+                    for group, base, f in zip(self.opt.param_groups, self.sched.base_lrs, self.sched.lr_lambdas):
+                        group["lr"] = base * f(self.sched.last_epoch)
             # RNG states are CPU byte tensors; map_location moved them to the model's device with the rest
             self.shuffle.set_state(state["shuffle_rng"].cpu())
             torch.set_rng_state(state["torch_rng"].cpu())
