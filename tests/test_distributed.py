@@ -54,6 +54,25 @@ def test_two_gloo_processes_equal_one_process_and_stay_feasible(tmp_path):
         assert torch.equal(reports[0]["state"][name], reports[1]["state"][name]), name   # identical replicas
 
 
+def test_augmented_images_two_processes_equal_one_process(tmp_path):
+    """training.augment_shift draws the offsets for the global batch from the trainer's generator, the
+    same on every rank, before sharding: two processes still equal one."""
+    from helpers import tiny_mnist
+    d = tiny_mnist(tmp_path / "mnist", n_train=32, n_test=16)
+    p = override(load_problem("problems/mnist_fc.toml"),
+                 **{"data.data_dir": str(d), "model.hidden": 12, "training.epochs": 2, "training.batch_size": 16,
+                    "training.augment_shift": 2, "dtype": "float64", "solver.tol": 1e-11,
+                    "solver.backward_tol": 1e-12, "solver.max_iter": 5000})
+    single = train(p, progress=False)
+    unshifted = train(override(p, **{"training.augment_shift": 0}), progress=False)
+    assert not torch.equal(single.net.B, unshifted.net.B)
+    distributed.launch(_worker, 2, problem_to_dict(p), None, str(tmp_path), 0, False)
+    for r in (0, 1):
+        rep = torch.load(tmp_path / f"rank{r}.pt")
+        for name, value in single.net.state_dict().items():
+            torch.testing.assert_close(rep["state"][name], value, rtol=1e-7, atol=1e-8, msg=name)
+
+
 def test_killed_run_resumes_with_another_process_count(tmp_path):
     p = problem()
     full = train(p, progress=False)

@@ -474,6 +474,9 @@ class TrainingConfig(_Section):
                 epoch's mean training loss exceeds ``max_loss_growth`` times the smallest epoch loss so far:
                 a loss that grew by orders of magnitude is a divergence, not noise (default 1e4; 0 disables;
                 otherwise > 1).
+    augment_shift  translate each training image by a random offset in {−s, …, s}² pixels, edge pixels
+                repeated (``linf_opt.data.augment``; 0, the default: no augmentation). Needs image
+                inputs (the model's (C, H, W), or square single-channel images) larger than s.
     """
 
     epochs: int = _bounded(20, ge=1)
@@ -481,6 +484,7 @@ class TrainingConfig(_Section):
     loss: Literal["cross_entropy", "mse"] = "mse"
     log_every: int = _bounded(0, ge=0)
     max_loss_growth: float = _bounded(1e4, ge=0.0)
+    augment_shift: int = _bounded(0, ge=0)
 
     def _check(self) -> None:
         if 0 < self.max_loss_growth <= 1:

@@ -67,6 +67,7 @@ from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint,
                                       check_model, check_parameters_finite, check_resume_problem, membership)
 from linf_opt.training.rundir import RunLock, check_run_dir
 import linf_opt.training.distributed as distributed
+from linf_opt.data.augment import random_shift
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
@@ -156,6 +157,21 @@ def _image_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[in
                           f"{m.in_channels} channel(s) of {H} × {W} images; set model.in_channels and "
                           f"model.image_size = [H, W]")
     return m.in_channels, H, W
+
+
+def _augment_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[int, int, int] | None:
+    """The (C, H, W) that ``training.augment_shift`` translates (None when it is 0)."""
+    s = problem.training.augment_shift
+    if not s:
+        return None
+    try:
+        C, H, W = _image_shape(problem, input_dim, input_shape)
+    except ConfigError as exc:
+        raise ConfigError(f"training.augment_shift: needs image inputs; {exc}") from None
+    if C * H * W != input_dim or min(H, W) <= s:
+        raise ConfigError(f"training.augment_shift: a shift of {s} pixels needs images larger than {s} × {s}; "
+                          f"the inputs ({input_dim} features) are {C} channel(s) of {H} × {W}")
+    return C, H, W
 
 
 def build_network(problem: Problem, input_dim: int, output_dim: int, input_shape=None) -> ImplicitModel:
@@ -421,6 +437,7 @@ class Trainer:
         if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
             prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
+        self.augment_shape = _augment_shape(problem, self.data.input_dim, self.data.input_shape)
         # the module the loss is computed through: the network, or its data-parallel wrapper, which
         # all-reduces (averages) the gradients of every step across the ranks
         self.model = self.net
@@ -621,8 +638,11 @@ class Trainer:
                    disable=not self.progress, unit="batch")
         self.net.train()
         ctx = self.dist
+        shift = p.training.augment_shift
         for k, (U, Tb) in enumerate(bar):
             weight = 1.0
+            if shift:   # drawn from the trainer's generator for the global batch (the same on every rank)
+                U = random_shift(U, shift, self.augment_shape, generator=self.shuffle)
             if ctx is not None:
                 # this rank's shard of the global batch, weighted by its share (exact for uneven shards)
                 n_global = U.shape[0]
