@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.optimize import brentq
 
 from linf_opt import NonFiniteError, ProjectionError, ShapeError, mu_2, mu_inf
-from linf_opt.sets.projections import (MuInfProjector, _project_mu_inf, _project_rows, project_conv_kernel,
-                                  project_mu_2, project_mu_inf, project_norm_inf)
+from linf_opt.sets.projections import (MuInfProjector, _project_mu_inf, project_conv_kernel, project_mu_2,
+                                       project_mu_inf, project_norm_inf)
+from linf_opt.sets.rows import _project_rows
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -194,11 +195,11 @@ def test_pivot_fallback_and_warm_start_are_exact():
 def test_compiled_kernel_is_the_cpu_exact_path_and_matches_the_torch_closed_forms(monkeypatch):
     """method="exact" on CPU runs the numba kernel: Newton passes, its sorting safety net, warm starts,
     weights, the ℓ1 ball (no linear coordinate) and float32 all agree with the torch closed forms."""
-    import linf_opt.sets.projections as projections
-    assert projections._cpu_kernel() is not None
+    import linf_opt.sets.rows as row_module
+    assert row_module._cpu_kernel() is not None
     calls = []
-    real = projections._project_rows_compiled
-    monkeypatch.setattr(projections, "_project_rows_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = row_module._project_rows_compiled
+    monkeypatch.setattr(row_module, "_project_rows_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(11)
     V = torch.tensor(rng.standard_normal((60, 90)) * np.exp(rng.uniform(-6, 6, (60, 90))))
     W = torch.tensor(rng.uniform(0.2, 5, (60, 90)))
@@ -228,11 +229,11 @@ def test_compiled_kernel_is_the_cpu_exact_path_and_matches_the_torch_closed_form
 
 
 def test_exact_falls_back_to_the_torch_closed_forms_without_the_kernel(monkeypatch):
-    import linf_opt.sets.projections as projections
+    import linf_opt.sets.rows as row_module
     rng = np.random.default_rng(2)
     A = torch.tensor(rng.standard_normal((70, 70)))
     X = project_mu_inf(A, 0.4)
-    monkeypatch.setattr(projections, "_cpu_kernel", lambda: None)
+    monkeypatch.setattr(row_module, "_cpu_kernel", lambda: None)  # the dispatch of project_mu_inf lives in rows
     Y = project_mu_inf(A, 0.4)
     # the kernel sits inside γ by δ = 2(n + 2)·2⁻⁵³ of the row mass (on the diagonal), the torch forms on it
     delta = 2 * (70 + 2) * 2.0 ** -53 * float((X.abs().sum(-1)).max())
@@ -491,19 +492,19 @@ def test_cvxpy_failure_carries_the_status():
 
 
 def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
-    import linf_opt.sets.projections as projections
+    import linf_opt.sets.reference as reference
 
     A = np.random.default_rng(0).standard_normal((5, 5)) * 4
     X = project_mu_inf(A, 0.1, method="cvxpy")  # default tolerances pass the check
     assert mu_inf(X) <= 0.1 + 1e-8
-    solve = projections._solve
+    solve = reference._solve
 
     def solve_then_spoil(prob, opts, what, retry=True):  # reports 'optimal' for an infeasible point
         solve(prob, opts, what, retry)
         for var in prob.variables():
             var.value = var.value + 1.0
 
-    monkeypatch.setattr(projections, "_solve", solve_then_spoil)
+    monkeypatch.setattr(reference, "_solve", solve_then_spoil)  # the rows' and the SDP's solves
     with pytest.raises(ProjectionError, match="violates") as info:
         project_mu_inf(A, 0.1, method="cvxpy")
     assert info.value.status == "optimal"
@@ -512,17 +513,17 @@ def test_cvxpy_result_is_checked_against_the_constraint(monkeypatch):
 
 
 def test_cvxpy_retries_once_with_a_looser_gap(monkeypatch):
-    import linf_opt.sets.projections as projections
+    import linf_opt.sets.reference as reference
 
     A = np.random.default_rng(1).standard_normal((4, 4)) * 3
-    solve_once = projections._solve_once
+    solve_once = reference._solve_once
     seen = []
 
     def stalls_at_tight_gaps(prob, opts):  # Clarabel stopping short of the tightest gap tolerances
         seen.append(opts["tol_gap_abs"])
         return "optimal_inaccurate" if opts["tol_gap_abs"] < 1e-14 else solve_once(prob, opts)
 
-    monkeypatch.setattr(projections, "_solve_once", stalls_at_tight_gaps)
+    monkeypatch.setattr(reference, "_solve_once", stalls_at_tight_gaps)
     X = project_mu_inf(A, 0.2, method="cvxpy")  # default: gap 1e-15, retried at 1e-13
     np.testing.assert_allclose(X, project_mu_inf(A, 0.2), atol=1e-7 * np.abs(A).max())
     assert min(seen) == pytest.approx(1e-15) and max(seen) == pytest.approx(1e-13)

@@ -148,7 +148,7 @@ def test_constructor_and_argument_errors():
 def test_compiled_membership_matches_the_generic_route(monkeypatch):
     """MuInfPolytope.contains on one CPU matrix takes a compiled pass (μ, ‖A‖∞, ‖A‖₁ in float64);
     it must decide exactly as the tensor route does away from round-off, and raise on NaN."""
-    import linf_opt.sets.projections as projections
+    import linf_opt.sets.rows as row_module
     from linf_opt.sets._row_kernel import mu_inf_stats
     rng = np.random.default_rng(7)
     cases = []
@@ -180,7 +180,7 @@ def test_compiled_membership_matches_the_generic_route(monkeypatch):
         MuInfPolytope(0.5).contains(torch.tensor(A), tol=1e-6)
     monkeypatch.undo()
     assert MuInfPolytope(0.5).contains(torch.zeros(4, 4).t(), tol=1e-6) is True   # a non-contiguous view
-    assert projections._cpu_kernel() is not None
+    assert row_module._cpu_kernel() is not None
 
 
 @pytest.mark.parametrize("S", [MuInfPolytope(0.6), MuInfPolytope(0.6, eta=[1.0, 0.5, 2.0, 1.5, 1.0], warm_start=True),

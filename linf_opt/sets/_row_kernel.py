@@ -1,4 +1,4 @@
-"""Compiled CPU kernel for the row projections of :mod:`linf_opt.sets.projections` (numba).
+"""Compiled CPU kernel for the row projections of :mod:`linf_opt.sets.rows` (numba).
 
 The vectorised torch closed forms (``"sort"``, ``"pivot"``) spend their time in operator dispatch on
 the small matrices of training (n = 100: ~80 tensor operations of 5–10 µs each, 0.6 ms a projection,

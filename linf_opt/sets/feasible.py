@@ -42,9 +42,10 @@ from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import (_row_values64, metzler_majorant, mu_2, mu_inf, norm_inf,
                                          optimal_weights, spectral_abscissa)
 import linf_opt.sets.sdp as _sdp
-from linf_opt.sets.projections import (HOST_KERNEL_MAX_ENTRIES, MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector,
-                          _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, _level64, _operator_eta, _project_operator,
-                          _weight_name, project_mu_2, project_mu_inf, project_norm_inf, project_operator)
+from linf_opt.sets.projections import (MU_2_METHODS, MU_INF_METHODS, NORM_INF_METHODS, MuInfProjector, _operator_eta,
+                                       _project_operator, _weight_name, project_mu_2, project_mu_inf, project_norm_inf,
+                                       project_operator)
+from linf_opt.sets.rows import HOST_KERNEL_MAX_ENTRIES, _KERNEL_DTYPES, _NO_VECTOR, _cpu_kernel, _level64
 
 # machine epsilon per floating dtype, looked up after every training step (torch.finfo builds an object)
 _EPS = {d: torch.finfo(d).eps for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
