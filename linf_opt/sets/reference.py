@@ -53,16 +53,24 @@ def _clarabel_options(tol, solver_options, sdp: bool = False) -> dict:
     return opts, retry
 
 
+def _clarabel(prob, opts: dict) -> str:
+    """Solve ``prob`` with Clarabel under the settings ``opts``; returns the status. cvxpy's "solution may
+    be inaccurate" warning is silenced (the callers check the status); its ``SolverError`` propagates."""
+    import cvxpy as cp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prob.solve(solver=cp.CLARABEL, **opts)
+    return prob.status
+
+
 def _solve_once(prob, opts) -> str:
     import cvxpy as cp
 
     try:
-        with warnings.catch_warnings():  # cvxpy warns "may be inaccurate"; the status check reports it
-            warnings.simplefilter("ignore", UserWarning)
-            prob.solve(solver=cp.CLARABEL, **opts)
+        return _clarabel(prob, opts)
     except cp.error.SolverError:
         return "solver_error"
-    return prob.status
 
 
 def _solve(prob, opts, what: str, retry: bool = True):

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from linf_opt._tensor import as_matrix, check_scalar
 from linf_opt.errors import LinfOptError, ProjectionError
+from linf_opt.sets.reference import _clarabel
 
 __all__ = [
     "SDPTooLargeError", "estimate_sdp_seconds", "check_sdp_size", "project_monotone_sdp",
@@ -107,12 +107,9 @@ def _run(prob, opts: dict, what: str) -> str:
     import cvxpy as cp
 
     try:
-        with warnings.catch_warnings():  # "solution may be inaccurate": the status is checked by the caller
-            warnings.simplefilter("ignore", UserWarning)
-            prob.solve(solver=cp.CLARABEL, **opts)
+        return _clarabel(prob, opts)  # "solution may be inaccurate": the status is checked by the caller
     except cp.error.SolverError as exc:
         raise ProjectionError(f"{what}: Clarabel failed ({exc})", status="solver_error") from exc
-    return prob.status
 
 
 # ---------------------------------------------------------------------------------------------------
