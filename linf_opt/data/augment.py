@@ -6,7 +6,7 @@ background, that is the background value in any normalization). The output pixel
 
     out[b, c, i, j] = in[b, c, clamp(i − dy_b, 0, H − 1), clamp(j − dx_b, 0, W − 1)],
 
-computed as one gather into the edge-padded batch. The offsets come from a caller's generator, so a
+computed as one flat gather from the edge-padded batch. The offsets come from a caller's generator, so a
 run that draws them from its own seeded generator (as the trainer does) is reproducible and resumes
 bit-exactly. A translation of the input does not change any bound or certificate of the model: they
 are properties of the network, and augmentation only changes which inputs it is trained on.
@@ -54,13 +54,19 @@ def shift_images(X: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, image_shap
     s = max(int(dy.abs().max()), int(dx.abs().max()))
     if s == 0:
         return X.clone()
+    return _shift(Xi, dy, dx, s).reshape(X.shape)
+
+
+def _shift(Xi: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, s: int) -> torch.Tensor:
+    """The translation of images Xi (B, C, H, W) by offsets with |dy|, |dx| ≤ s: one flat gather from
+    the edge-padded batch P, out[b, c, i, j] = P[b, c, s − dy_b + i, s − dx_b + j] (no host synchronisation)."""
+    B, C, H, W = Xi.shape
     P = F.pad(Xi, (s, s, s, s), mode="replicate")
-    rows = (s - dy)[:, None] + torch.arange(H, device=X.device)          # (B, H): rows of P to read
-    cols = (s - dx)[:, None] + torch.arange(W, device=X.device)          # (B, W)
-    b = torch.arange(B, device=X.device)[:, None, None, None]
-    c = torch.arange(C, device=X.device)[None, :, None, None]
-    out = P[b, c, rows[:, None, :, None], cols[:, None, None, :]]      # (B, C, H, W)
-    return out.reshape(X.shape)
+    Hp, Wp = H + 2 * s, W + 2 * s
+    dev = Xi.device
+    start = (torch.arange(B * C, device=dev) * (Hp * Wp)).view(B, C, 1, 1) + ((s - dy) * Wp + (s - dx)).view(B, 1, 1, 1)
+    window = (torch.arange(H, device=dev) * Wp).view(1, 1, H, 1) + torch.arange(W, device=dev).view(1, 1, 1, W)
+    return P.reshape(-1)[start + window]
 
 
 def random_shift(X: torch.Tensor, max_shift: int, image_shape=None, *,
@@ -78,5 +84,5 @@ def random_shift(X: torch.Tensor, max_shift: int, image_shape=None, *,
         raise ValueError(f"max_shift: expected a shift below the image size {H} × {W}, got {max_shift}")
     if max_shift == 0:
         return X.clone()
-    d = torch.randint(-max_shift, max_shift + 1, (2, Xi.shape[0]), generator=generator)
-    return shift_images(X, d[0].to(X.device), d[1].to(X.device), (C, H, W))
+    d = torch.randint(-max_shift, max_shift + 1, (2, Xi.shape[0]), generator=generator).to(X.device)
+    return _shift(Xi, d[0], d[1], max_shift).reshape(X.shape)
