@@ -96,7 +96,7 @@ def test_augmented_training_is_reproducible_resumes_bit_exactly_and_changes_the_
     offsets = torch.randint(-2, 3, (2, 20), generator=g)
     assert torch.equal(seen[0], shift_images(first, offsets[0], offsets[1], (1, 28, 28)))
     assert not torch.equal(seen[0], first)
-    train(conv_problem(d), tmp_path / "part", progress=False)
+    Trainer(conv_problem(d, **{"training.epochs": 3}), tmp_path / "part", progress=False).fit(2)   # interrupted
     resumed = train(conv_problem(d, **{"training.epochs": 3}), tmp_path / "part", resume=True, progress=False)
     for (n1, p1), (n2, p2) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2), n1

@@ -267,8 +267,10 @@ def test_conv_training_keeps_mu_inf_after_every_step_and_resumes(tmp_path, monke
     assert full.history[-1]["mu_inf"] <= 0.95 + 1e-12 and full.history[-1]["in_set"]
     assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
     monkeypatch.setattr(Trainer, "_check_invariant", original)
-    train(conv_problem(d), tmp_path / "part", progress=False)
+    # interrupted after 2 of the same 3 epochs (the cosine schedule depends on the total), then resumed
+    Trainer(conv_problem(d, **{"training.epochs": 3}), tmp_path / "part", progress=False).fit(2)
     resumed = train(conv_problem(d, **{"training.epochs": 3}), tmp_path / "part", resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     for (n1, p1), (n2, p2) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2), n1
     net, prob = load_run(tmp_path / "part")
