@@ -87,7 +87,7 @@ def test_injection_norm_and_state_shape():
     net = make_conv("zeros")
     assert net.state_shape == (3, 3, 3)
     twin = dense_twin(net)
-    assert float(net.injection_norm()) == pytest.approx(float(twin.B.abs().sum(1).max()), rel=1e-12)
+    assert float(net.injection_norm().detach()) == pytest.approx(float(twin.B.detach().abs().sum(1).max()), rel=1e-12)
     eta = torch.rand(net.state_shape, dtype=F64) + 0.5
     assert float(net.injection_norm(eta)) == pytest.approx(float((twin.B.abs().sum(1) / eta.reshape(-1)).max()),
                                                            rel=1e-12)
