@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 
 from linf_opt._tensor import as_weights, check_parameters_finite, check_scalar
+from linf_opt.errors import NonFiniteError
 
-__all__ = ["lipschitz_bound", "lipschitz_surrogate", "empirical_lipschitz"]
+__all__ = ["lipschitz_bound", "lipschitz_value", "lipschitz_surrogate", "empirical_lipschitz"]
 
 
 def _resolve_eta(net, eta):
@@ -84,6 +85,17 @@ def lipschitz_bound(net, kind: str = "tight", eta=None) -> torch.Tensor:
                          f"holds NaN or ±Inf, or the norms overflow")
     return L
 
+
+def lipschitz_value(net, kind: str = "tight") -> float | None:
+    """:func:`lipschitz_bound` as a float, or None when μ∞(A) ≥ 1 (no certificate exists, e.g. after
+    unconstrained training). A parameter holding NaN or ±Inf still raises
+    :class:`~linf_opt.errors.NonFiniteError`: it is an error, not a missing certificate."""
+    try:
+        return float(lipschitz_bound(net, kind).detach())
+    except NonFiniteError:
+        raise
+    except ValueError:
+        return None
 
 def lipschitz_surrogate(net, gamma: float, form: str = "norm_product") -> torch.Tensor:
     """Differentiable Lipschitz surrogate for training under μ∞(A) ≤ γ (docs/mathematics.md §5).

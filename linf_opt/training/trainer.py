@@ -71,8 +71,8 @@ from linf_opt.data.augment import random_shift
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
-                             LinfOptError, NonFiniteError)
-from linf_opt.models.lipschitz import lipschitz_bound, lipschitz_surrogate
+                             LinfOptError)
+from linf_opt.models.lipschitz import lipschitz_surrogate, lipschitz_value
 from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import optimal_weights
 from linf_opt.models.base import ImplicitModel
@@ -168,7 +168,7 @@ def _augment_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[
         C, H, W = _image_shape(problem, input_dim, input_shape)
     except ConfigError as exc:
         raise ConfigError(f"training.augment_shift: needs image inputs; {exc}") from None
-    if C * H * W != input_dim or min(H, W) <= s:
+    if min(H, W) <= s:           # (_image_shape has checked that C·H·W is the input size)
         raise ConfigError(f"training.augment_shift: a shift of {s} pixels needs images larger than {s} × {s}; "
                           f"the inputs ({input_dim} features) are {C} channel(s) of {H} × {W}")
     return C, H, W
@@ -526,10 +526,9 @@ class Trainer:
     def _optimizer_step(self) -> None:
         """``opt.step()``, then every parameter checked finite (before the projection, which would
         otherwise act on NaN): an overflowing learning rate stops training with one clear error."""
-        def where():        # the messages are built only when they are needed (this runs every step)
-            return f"optimizer step {self.step_count + 1} (epoch {self.epoch + 1})"
+        where = f"optimizer step {self.step_count + 1} (epoch {self.epoch + 1})"
 
-        def hint():
+        def hint():         # built only on error: _kept() looks at the checkpoint file
             return (f"; training stopped and {self._kept()}. Lower optimizer.lr "
                     f"(= {self.problem.optimizer.lr:g}) or check the data")
         try:
@@ -537,12 +536,11 @@ class Trainer:
         except RuntimeError as exc:
             if "overflow" not in str(exc):
                 raise
-            raise NonFiniteParameterError(f"{where()} overflowed ({exc}){hint()}") from exc
+            raise NonFiniteParameterError(f"{where} overflowed ({exc}){hint()}") from exc
         try:
-            check_parameters_finite(self.net, "after the optimizer step")
+            check_parameters_finite(self.net, f"after {where}")
         except NonFiniteParameterError as exc:
-            raise NonFiniteParameterError(f"{str(exc).replace('after the optimizer step', 'after ' + where(), 1)}"
-                                          f"{hint()}") from None
+            raise NonFiniteParameterError(f"{exc}{hint()}") from None
 
     # -- the constraint -----------------------------------------------------------------------------
     def _update_weights(self) -> None:
@@ -767,12 +765,7 @@ class Trainer:
             # in float64, slack not scaled by ‖A‖ (guards.membership): a huge matrix cannot pass on slack
             rec["set_value"], rec["in_set"] = membership(self.set, A, self.problem.constraint.check_tol,
                                                          self.net.dtype)
-        try:
-            rec["lipschitz_bound"] = float(lipschitz_bound(self.net).detach())
-        except NonFiniteError:
-            raise                             # a NaN parameter is an error, not a missing certificate
-        except ValueError:
-            rec["lipschitz_bound"] = None     # μ ≥ 1: no certificate (unconstrained training)
+        rec["lipschitz_bound"] = lipschitz_value(self.net)    # None when μ ≥ 1 (unconstrained training)
         return rec
 
     def fit(self, epochs: int | None = None) -> TrainResult:
