@@ -477,6 +477,13 @@ class TrainingConfig(_Section):
     augment_shift  translate each training image by a random offset in {−s, …, s}² pixels, edge pixels
                 repeated (``linf_opt.data.augment``; 0, the default: no augmentation). Needs image
                 inputs (the model's (C, H, W), or square single-channel images) larger than s.
+    ema_decay   β of an exponential moving average of the weights, updated after every step
+                (``linf_opt.training.averaging``; 0, the default: off; e.g. 0.999 averages over about
+                1/(1 − β) = 1000 steps). When on, the averaged network is the one evaluated each epoch,
+                checkpointed, reported and returned (the last iterate's test metric is kept as
+                ``test_accuracy_iterate`` / ``test_mse_iterate``). The average of feasible iterates is
+                feasible (the sets are convex), and it is checked after every step like the iterate.
+                Not with learned weights η (``set = "weighted_mu_inf"``, ``learn_weights``): the set moves.
     """
 
     epochs: int = _bounded(20, ge=1)
@@ -485,6 +492,7 @@ class TrainingConfig(_Section):
     log_every: int = _bounded(0, ge=0)
     max_loss_growth: float = _bounded(1e4, ge=0.0)
     augment_shift: int = _bounded(0, ge=0)
+    ema_decay: float = _bounded(0.0, ge=0.0, lt=1.0)
 
     def _check(self) -> None:
         if 0 < self.max_loss_growth <= 1:
@@ -575,6 +583,12 @@ class Problem(_Section):
     def torch_dtype(self) -> torch.dtype:
         return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
 
+    @property
+    def learns_weights(self) -> bool:
+        """Whether training re-estimates the weights η (weighted ℓ∞, docs/mathematics.md §2)."""
+        c = self.constraint
+        return c.set == "weighted_mu_inf" or (c.set == "mu_inf" and c.learn_weights)
+
     def _check(self) -> None:
         if self.name and (not _NAME.fullmatch(self.name) or self.name in (".", "..")):
             raise _Invalid("name", f"{json.dumps(self.name)} is not a valid problem name: it names the run "
@@ -621,6 +635,12 @@ class Problem(_Section):
         if self.robust.enabled and self.data.kind != "mnist":
             raise _Invalid("robust.enabled", f"robust training certifies class margins, but data.kind = "
                                              f"{json.dumps(self.data.kind)} is a regression task")
+        if self.training.ema_decay > 0 and self.learns_weights:
+            raise _Invalid("training.ema_decay", "weight averaging with learned weights η (set = "
+                                                 '"weighted_mu_inf" or learn_weights = true): the '
+                                                 "set P(γ, η) moves with η every epoch, and an average of "
+                                                 "matrices from different sets need not lie in the current one; "
+                                                 "use fixed weights (constraint.eta) or ema_decay = 0")
         if self.regularizer.lipschitz_weight > 0 and self.constraint.gamma >= 1:
             raise _Invalid("regularizer.lipschitz_weight", f"the surrogate divides by 1 − γ, which needs "
                                                            f"constraint.gamma < 1, got {self.constraint.gamma}")

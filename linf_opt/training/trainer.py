@@ -67,6 +67,7 @@ from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint,
                                       check_model, check_parameters_finite, check_resume_problem, membership)
 from linf_opt.training.rundir import RunLock, check_run_dir
 import linf_opt.training.distributed as distributed
+from linf_opt.training.averaging import WeightAverage
 from linf_opt.data.augment import random_shift
 from linf_opt.data.datasets import Dataset, load_dataset
 from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
@@ -116,11 +117,6 @@ class TrainResult:
 # ----------------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------------
-
-def _learns_weights(problem: Problem) -> bool:
-    c = problem.constraint
-    return c.set == "weighted_mu_inf" or (c.set == "mu_inf" and c.learn_weights)
-
 
 def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> FeasibleSet | None:
     """The feasible set S of the problem's ``[constraint]`` (None for ``set = "none"``).
@@ -288,6 +284,8 @@ def format_epoch(rec: dict[str, Any], epochs: int | None = None) -> str:
     for key in ("test_accuracy", "test_mse"):
         if key in rec:
             parts.append(f"{key} {rec[key]:.6g}")
+            if f"{key}_iterate" in rec:      # weight averaging: the averaged network's, then the iterate's
+                parts.append(f"(iterate {rec[key + '_iterate']:.6g})")
     parts.append(f"mu_inf {rec['mu_inf']:.4f}")
     parts.append(f"iters {rec['fwd_iters_mean']:.1f}/{rec['bwd_iters_mean']:.1f}")
     lip = rec.get("lipschitz_bound")
@@ -338,6 +336,7 @@ def _summary_writer_class(log_dir: str | os.PathLike):
 
 TENSORBOARD_SCALARS = {"train/loss": "train_loss", "train/accuracy": "train_accuracy",
                        "test/loss": "test_loss", "test/accuracy": "test_accuracy", "test/mse": "test_mse",
+                       "test/accuracy_iterate": "test_accuracy_iterate", "test/mse_iterate": "test_mse_iterate",
                        "constraint/mu_inf": "mu_inf", "constraint/mu_inf_weighted": "mu_inf_weighted",
                        "lipschitz_bound": "lipschitz_bound", "solver/forward_iterations": "fwd_iters_mean",
                        "solver/backward_iterations": "bwd_iters_mean", "solver/test_iterations": "test_iters_mean",
@@ -438,6 +437,9 @@ class Trainer:
             prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
         self.augment_shape = _augment_shape(problem, self.data.input_dim, self.data.input_shape)
+        # training.ema_decay: the moving average of the weights (linf_opt.training.averaging), the network
+        # that is evaluated, saved and returned; None: the last iterate is
+        self.average = WeightAverage(self.net, problem.training.ema_decay) if problem.training.ema_decay > 0 else None
         # the module the loss is computed through: the network, or its data-parallel wrapper, which
         # all-reduces (averages) the gradients of every step across the ranks
         self.model = self.net
@@ -451,6 +453,12 @@ class Trainer:
         self.loss_kind = problem.training.loss
         self.regression = self.data.task == "regression"
 
+    @property
+    def result_net(self) -> ImplicitModel:
+        """The network this run evaluates and returns: the weight average when ``training.ema_decay`` > 0,
+        else the trained network itself (:attr:`net`, the last iterate)."""
+        return self.net if self.average is None else self.average.module
+
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step_count, "model": self.net.state_dict(),
@@ -458,6 +466,7 @@ class Trainer:
                 "scheduler": self.sched.state_dict() if self.sched else None,
                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": self.history, "problem": problem_to_dict(self.problem),
+                "average": self.average.state_dict() if self.average is not None else None,
                 "dims": {"input_dim": self.data.input_dim, "output_dim": self.data.output_dim,
                          "input_shape": list(self.data.input_shape)}}
 
@@ -486,11 +495,17 @@ class Trainer:
             self.shuffle.set_state(state["shuffle_rng"].cpu())
             torch.set_rng_state(state["torch_rng"].cpu())
             self.history = list(state["history"])
+            if self.average is not None:
+                if not isinstance(state.get("average"), dict):
+                    raise KeyError("no weight average ('average') for training.ema_decay > 0")
+                self.average.load_state_dict(state["average"])
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"checkpoint {where} does not fit this problem's model and optimizer: "
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
         self.set = build_feasible_set(self.problem, self.net.eta)
         check_loaded_model(self, where)
+        if self.average is not None:
+            check_model(self.average.module, self.problem, self.set, f"{where} (its weight average)", "resume from it")
 
     def save(self) -> None:
         if self.run_dir is None or (self.dist is not None and not self.dist.is_main):
@@ -569,23 +584,25 @@ class Trainer:
             return
         self.set.project_(self._constrained(), method=self._method())
 
-    def _constrained(self):
-        """What the set constrains: the dense matrix A itself (the fast in-place route), else the operator."""
-        return self.net.A if isinstance(self.net, ImplicitNetwork) else self.net.operator
+    def _constrained(self, net: ImplicitModel | None = None):
+        """What the set constrains in ``net`` (default the trained one): the dense matrix A itself (the fast
+        in-place route), else the operator."""
+        net = self.net if net is None else net
+        return net.A if isinstance(net, ImplicitNetwork) else net.operator
 
     def _method(self) -> str | None:
         if isinstance(self.set, MuInfPolytope) or isinstance(self.set, NormInfBall):
             return self.problem.constraint.backend if self.problem.constraint.backend in self.set.methods else None
         return None
 
-    def _check_invariant(self) -> None:
+    def _check_invariant(self, net: ImplicitModel | None = None, what: str = "A") -> None:
         if self.set is None or self.problem.constraint.enforce == "free":
             return
-        A = self._constrained()
+        A = self._constrained(net)
         A = A.detach() if isinstance(A, torch.Tensor) else A
         if not self.set.contains(A, tol=self.problem.constraint.check_tol):
             raise InvariantError(
-                f"after step {self.step_count}: A left the feasible set {self.set!r}: value "
+                f"after step {self.step_count}: {what} left the feasible set {self.set!r}: value "
                 f"{float(self.set.value(A)):.10g} > bound {self.set.bound:.10g} (check_tol "
                 f"{self.problem.constraint.check_tol})")
 
@@ -619,7 +636,7 @@ class Trainer:
 
     def train_epoch(self) -> dict[str, Any]:
         p = self.problem
-        if _learns_weights(p):
+        if p.learns_weights:
             self._update_weights()
         batches, nb = self._train_batches()
         dev = self.net.device
@@ -669,6 +686,9 @@ class Trainer:
             tc = time.perf_counter()
             self.step_count += 1
             self._check_invariant()
+            if self.average is not None:   # a convex combination of feasible iterates: feasible, and checked
+                self.average.update()
+                self._check_invariant(self.average.module, "the weight average's A")
             if ctx is not None and self.step_count % REPLICA_CHECK_EVERY == 0:
                 distributed.check_replicas(self.net, ctx, self.step_count)
             t_check += time.perf_counter() - tc
@@ -742,15 +762,19 @@ class Trainer:
         return iterate_batches(d, "train", dtype=self.net.dtype), nb
 
     def _epoch_report(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """The epoch's test metrics, μ∞, membership and Lipschitz bound, of :attr:`result_net` (with weight
+        averaging also the last iterate's test metrics, as ``…_iterate``)."""
         d = self.data
-        ev = evaluate(self.net, d, ctx=self.dist)
-        op = self.net.operator
+        net = self.result_net
+        ev = evaluate(net, d, ctx=self.dist)
+        op = net.operator
         op = op.with_weight(op.weight.detach())
+        metric = "test_accuracy" if d.task == "classification" else "test_mse"
         rec["test_loss"] = ev["loss"]
-        if d.task == "classification":
-            rec["test_accuracy"] = ev["accuracy"]
-        else:
-            rec["test_mse"] = ev["mse"]
+        rec[metric] = ev[metric[5:]]
+        if self.average is not None:
+            it = evaluate(self.net, d, ctx=self.dist)
+            rec["test_loss_iterate"], rec[f"{metric}_iterate"] = it["loss"], it[metric[5:]]
         rec["test_iters_mean"] = ev["eval_iterations"]
         rec["test_not_converged"] = ev["eval_not_converged"]
         # every solve of the epoch: training forward and backward (one per sample each), and the test
@@ -758,14 +782,14 @@ class Trainer:
         failed = rec["fwd_not_converged"] + rec["bwd_not_converged"] + rec["test_not_converged"]
         rec["unconverged_fraction"] = failed / solves if solves else 0.0
         rec["mu_inf"] = float(op.mu_inf())
-        if self.net.eta is not None:
-            rec["mu_inf_weighted"] = float(op.mu_inf(self.net.eta))
+        if net.eta is not None:
+            rec["mu_inf_weighted"] = float(op.mu_inf(net.eta))
         if self.set is not None:
             A = op.weight if isinstance(op, DenseOperator) else op
             # in float64, slack not scaled by ‖A‖ (guards.membership): a huge matrix cannot pass on slack
             rec["set_value"], rec["in_set"] = membership(self.set, A, self.problem.constraint.check_tol,
-                                                         self.net.dtype)
-        rec["lipschitz_bound"] = lipschitz_value(self.net)    # None when μ ≥ 1 (unconstrained training)
+                                                         net.dtype)
+        rec["lipschitz_bound"] = lipschitz_value(net)    # None when μ ≥ 1 (unconstrained training)
         return rec
 
     def fit(self, epochs: int | None = None) -> TrainResult:
@@ -852,15 +876,16 @@ class Trainer:
         summary = self.summary()
         if self.run_dir is not None and (self.dist is None or self.dist.is_main):
             write_text_atomic(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
-        return TrainResult(self.net, self.history, summary, self.problem, self.run_dir)
+        return TrainResult(self.result_net, self.history, summary, self.problem, self.run_dir)
 
     def summary(self) -> dict[str, Any]:
         h = self.history
         if not h:
             return {}
         last = h[-1]
-        s = {k: last[k] for k in ("epoch", "test_loss", "test_accuracy", "test_mse", "mu_inf", "mu_inf_weighted",
-                                  "set_value", "in_set", "lipschitz_bound") if k in last}
+        s = {k: last[k] for k in ("epoch", "test_loss", "test_accuracy", "test_mse", "test_accuracy_iterate",
+                                  "test_mse_iterate", "mu_inf", "mu_inf_weighted", "set_value", "in_set",
+                                  "lipschitz_bound") if k in last}
         s.update(
             problem=self.problem.name, set=self.problem.constraint.set, enforce=self.problem.constraint.enforce,
             epoch_time_mean=sum(r["epoch_time"] for r in h) / len(h),
@@ -916,8 +941,11 @@ def train(problem: Problem | str | os.PathLike | dict, out_dir: str | os.PathLik
         return trainer.fit()
 
 
-def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitModel, Problem]:
-    """The trained network and its problem from a run directory written by :func:`train`."""
+def load_run(run_dir: str | os.PathLike, map_location=None, *, average: bool = True) -> tuple[ImplicitModel, Problem]:
+    """The trained network and its problem from a run directory written by :func:`train`.
+
+    A run with weight averaging (``training.ema_decay`` > 0) returns its averaged network, the one the
+    run evaluated and reported; ``average=False`` returns the last iterate instead."""
     run_dir = Path(run_dir)
     problem = load_problem(run_dir / "problem.toml")
     state = load_checkpoint(run_dir / "checkpoint.pt", map_location=map_location)
@@ -943,8 +971,11 @@ def load_run(run_dir: str | os.PathLike, map_location=None) -> tuple[ImplicitMod
         net.eta = model["eta"].clone()
         if problem.constraint.enforce == "reparam":
             net.parametrizations.A[0].eta = net.eta
+    where = str(run_dir / "checkpoint.pt")
+    averaged = state.get("average")
+    if average and isinstance(averaged, dict):
+        model, where = averaged["model"], f"{where} (its weight average)"
     net.load_state_dict(model)
     # a finite model inside the run's feasible set, or no results from it (guards.check_model)
-    check_model(net, problem, build_feasible_set(problem, net.eta), str(run_dir / "checkpoint.pt"),
-                "evaluate it")
+    check_model(net, problem, build_feasible_set(problem, net.eta), where, "evaluate it")
     return net, problem
