@@ -37,8 +37,9 @@ def _worker(rank, problem_dict, out_dir, report_dir, kill_at_step, resume):
     if resume:
         trainer.resume()
     trainer.fit()
-    torch.save({"state": {k: v.clone() for k, v in trainer.net.state_dict().items()}, "mus": mus},
-               os.path.join(report_dir, f"rank{rank}.pt"))
+    average = None if trainer.average is None else {k: v.clone() for k, v in trainer.average.module.state_dict().items()}
+    torch.save({"state": {k: v.clone() for k, v in trainer.net.state_dict().items()}, "mus": mus,
+                "average": average, "history": trainer.history}, os.path.join(report_dir, f"rank{rank}.pt"))
 
 
 def test_two_gloo_processes_equal_one_process_and_stay_feasible(tmp_path):
@@ -71,6 +72,22 @@ def test_augmented_images_two_processes_equal_one_process(tmp_path):
         rep = torch.load(tmp_path / f"rank{r}.pt")
         for name, value in single.net.state_dict().items():
             torch.testing.assert_close(rep["state"][name], value, rtol=1e-7, atol=1e-8, msg=name)
+
+
+def test_weight_average_two_processes_equal_one_process(tmp_path):
+    """training.ema_decay: every rank averages its (identical) replica; the averages and the reported
+    metrics equal the single process's."""
+    p = problem(**{"training.ema_decay": 0.8})
+    single = Trainer(p, progress=False)
+    single.fit()
+    distributed.launch(_worker, 2, problem_to_dict(p), None, str(tmp_path), 0, False)
+    for r in (0, 1):
+        rep = torch.load(tmp_path / f"rank{r}.pt")
+        for name, value in single.average.module.state_dict().items():
+            torch.testing.assert_close(rep["average"][name], value, rtol=1e-7, atol=1e-8, msg=name)
+        for h1, h2 in zip(rep["history"], single.history):
+            assert h1["test_mse"] == pytest.approx(h2["test_mse"], rel=1e-7)
+            assert h1["test_mse_iterate"] == pytest.approx(h2["test_mse_iterate"], rel=1e-7)
 
 
 def test_killed_run_resumes_with_another_process_count(tmp_path):
