@@ -49,10 +49,9 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +67,21 @@ from linf_opt.training.guards import (NonFiniteParameterError, check_checkpoint,
 from linf_opt.training.rundir import RunLock, check_run_dir
 import linf_opt.training.distributed as distributed
 from linf_opt.training.averaging import WeightAverage
+from linf_opt.training.build import augment_shape, build_feasible_set, build_network
+from linf_opt.training.reporting import (TENSORBOARD_SCALARS, _on_terminal, _ShownWarnings, _summary_writer_class,
+                                         evaluate, format_epoch, printed_epoch)
 from linf_opt.data.augment import random_shift
 from linf_opt.data.datasets import Dataset, load_dataset
-from linf_opt.data.sources import LoaderData, as_data, iterate_batches, normalize_targets
+from linf_opt.data.sources import as_data, iterate_batches
 from linf_opt.errors import (ConfigError, ConvergenceError, ConvergenceWarning, DataError, InvariantError,
                              LinfOptError)
 from linf_opt.models.lipschitz import lipschitz_surrogate, lipschitz_value
 from linf_opt.operators.dense import DenseOperator
 from linf_opt.operators.measures import optimal_weights
 from linf_opt.models.base import ImplicitModel
-from linf_opt.models.conv_network import ConvImplicitNetwork
 from linf_opt.models.implicit_network import ImplicitNetwork
-from linf_opt.models.parametrizations import MonotoneParametrization, MuInfParametrization, apply_parametrization
 from linf_opt.sets.projections import prepare_kernels
-from linf_opt.sets.feasible import FeasibleSet, MonotoneSet, MuInfPolytope, NormInfBall
+from linf_opt.sets.feasible import MuInfPolytope, NormInfBall
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteLossError", "DivergedLossError", "build_network", "build_feasible_set",
            "evaluate", "load_run", "format_epoch", "printed_epoch", "TENSORBOARD_SCALARS"]
@@ -115,101 +115,8 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Building blocks
+# Building blocks (the network and the set: training/build.py; metrics and log lines: training/reporting.py)
 # ----------------------------------------------------------------------------------------------------
-
-def build_feasible_set(problem: Problem, eta: torch.Tensor | None = None) -> FeasibleSet | None:
-    """The feasible set S of the problem's ``[constraint]`` (None for ``set = "none"``).
-
-    For the ℓ∞ sets this is the polytope P(γ, η) with the current weights (fixed from ``eta``, or
-    re-estimated during training for weighted ℓ∞).
-    """
-    c = problem.constraint
-    if c.set in ("mu_inf", "weighted_mu_inf"):
-        return MuInfPolytope(c.gamma, eta=eta, warm_start=True)
-    if c.set == "norm_inf":
-        return NormInfBall(c.gamma)
-    if c.set == "monotone":
-        return MonotoneSet(c.m)
-    return None
-
-
-def _image_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[int, int, int]:
-    """(in_channels, H, W) of the input images of a convolutional model: ``model.image_size`` when
-    given, else the data's own (C, H, W) sample shape when it has one, else square images."""
-    m = problem.model
-    if m.image_size:
-        H, W = m.image_size
-    elif input_shape is not None and len(input_shape) == 3:
-        cin, H, W = (int(v) for v in input_shape)
-        if cin != m.in_channels:
-            raise ConfigError(f"model.in_channels: the data are images of {cin} channel(s) ({cin} × {H} × {W}), "
-                              f"but model.in_channels = {m.in_channels}")
-    else:
-        side = math.isqrt(input_dim // m.in_channels)
-        H = W = side
-    if m.in_channels * H * W != input_dim:
-        raise ConfigError(f"model.image_size: the data have {input_dim} input features, which are not "
-                          f"{m.in_channels} channel(s) of {H} × {W} images; set model.in_channels and "
-                          f"model.image_size = [H, W]")
-    return m.in_channels, H, W
-
-
-def _augment_shape(problem: Problem, input_dim: int, input_shape=None) -> tuple[int, int, int] | None:
-    """The (C, H, W) that ``training.augment_shift`` translates (None when it is 0)."""
-    s = problem.training.augment_shift
-    if not s:
-        return None
-    try:
-        C, H, W = _image_shape(problem, input_dim, input_shape)
-    except ConfigError as exc:
-        raise ConfigError(f"training.augment_shift: needs image inputs; {exc}") from None
-    if min(H, W) <= s:           # (_image_shape has checked that C·H·W is the input size)
-        raise ConfigError(f"training.augment_shift: a shift of {s} pixels needs images larger than {s} × {s}; "
-                          f"the inputs ({input_dim} features) are {C} channel(s) of {H} × {W}")
-    return C, H, W
-
-
-def build_network(problem: Problem, input_dim: int, output_dim: int, input_shape=None) -> ImplicitModel:
-    """The implicit model a problem describes (dense :class:`ImplicitNetwork` or
-    :class:`ConvImplicitNetwork`), initialised (with generator seed ``problem.seed``) inside S.
-    ``input_shape``: the data's sample shape (for a convolutional model, (C, H, W) sets the image size
-    when ``model.image_size`` is not given)."""
-    m, c, s = problem.model, problem.constraint, problem.solver
-    dtype = torch.float64 if problem.dtype == "float64" else torch.float32
-    gamma = c.gamma if c.set in ("mu_inf", "weighted_mu_inf", "norm_inf") else 0.95
-    if gamma >= 1:
-        gamma = 0.95   # unconstrained baselines start from the same well-posed initialisation
-    eta = list(c.eta) if c.eta else None
-    gen = torch.Generator().manual_seed(problem.seed)
-    if m.kind == "conv":
-        cin, H, W = _image_shape(problem, input_dim, input_shape)
-        net = ConvImplicitNetwork(cin, m.channels, (H, W), output_dim, m.kernel_size, m.activation,
-                                  injection_kernel_size=m.injection_kernel_size, stride=m.stride,
-                                  padding=m.padding, pool=m.pool, gamma=gamma, construction=m.construction,
-                                  init_scale=m.init_scale, negative_slope=m.negative_slope, method=s.method,
-                                  tol=s.tol, rtol=0.0, max_iter=s.max_iter, strict=s.strict, backward=s.backward,
-                                  backward_tol=s.backward_tol, check_every=s.check_every, dtype=dtype,
-                                  generator=gen)
-        return net.to(problem.device)
-    net = ImplicitNetwork(input_dim, m.hidden, output_dim, activation=m.activation,
-                          negative_slope=m.negative_slope, gamma=gamma, eta=eta, feedthrough=m.feedthrough,
-                          init_scale=m.init_scale, method=s.method, tol=s.tol, rtol=0.0, max_iter=s.max_iter,
-                          strict=s.strict, backward=s.backward, backward_tol=s.backward_tol,
-                          check_every=s.check_every, dtype=dtype, generator=gen)
-    with torch.no_grad():
-        S = build_feasible_set(problem, net.eta)
-        if S is not None and c.enforce != "free":
-            net.A.copy_(torch.as_tensor(S.project(net.A.detach())))
-    if c.enforce == "reparam":
-        if c.set in ("mu_inf", "weighted_mu_inf"):
-            apply_parametrization(net, MuInfParametrization(c.gamma, net.eta))
-        elif c.set == "monotone":
-            apply_parametrization(net, MonotoneParametrization(c.m))
-        else:  # the config rejects this; keep the guard for programmatic use
-            raise ConfigError(f"constraint.enforce='reparam' is not available for set {c.set!r}")
-    return net.to(problem.device)
-
 
 def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "cross_entropy":
@@ -218,139 +125,6 @@ def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
         # class labels under "mse": the squared error against the one-hot targets
         T = nn.functional.one_hot(T.long(), Y.shape[-1]).to(Y.dtype)
     return nn.functional.mse_loss(Y, T)
-
-
-@torch.no_grad()
-def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, task: str | None = None,
-             batch_size: int = 1000, *, ctx: distributed.DistContext | None = None) -> dict[str, float]:
-    """Loss and accuracy (classification) or MSE (regression) over a data set, plus solver statistics.
-
-    ``evaluate(net, inputs, targets, task)`` with tensors, or ``evaluate(net, data)`` with a
-    :class:`~linf_opt.data.datasets.Dataset` or :class:`~linf_opt.data.sources.LoaderData` (its test
-    split; a test loader is iterated once, so the data need not fit in memory). With a data-parallel
-    ``ctx`` every rank evaluates its share of each batch and the sums are all-reduced: every rank
-    returns the metrics of the whole set.
-    """
-    if targets is None:
-        if not isinstance(inputs, (Dataset, LoaderData)):
-            raise TypeError(f"evaluate: expected (inputs, targets, task) tensors or a Dataset / LoaderData, got "
-                            f"{type(inputs).__name__} without targets")
-        task = inputs.task
-        batches = iterate_batches(inputs, "test", batch_size=batch_size, dtype=net.dtype)
-    else:
-        if task is None:
-            raise TypeError("evaluate: pass task ('classification' or 'regression') with inputs and targets")
-        batches = ((inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, inputs.shape[0], batch_size))
-    total, correct, sq, ce, iters, not_conv, width = 0, 0, 0.0, 0.0, [], 0, 1
-    dev = net.device
-    for U, T in batches:
-        if ctx is not None:
-            U, T = U[ctx.rank::ctx.world], T[ctx.rank::ctx.world]
-            if not U.shape[0]:
-                continue
-        U, T = U.to(dev), T.to(dev)
-        Y = net(U)
-        st = net.last_forward_stats
-        iters.append(st.sample_iterations.double().sum().item())
-        not_conv += st.n_not_converged
-        if task == "classification":
-            correct += int((Y.argmax(-1) == T).sum())
-            ce += float(nn.functional.cross_entropy(Y, T, reduction="sum"))
-        else:
-            sq += float(((Y - T) ** 2).sum())
-            width = T.shape[-1]
-        total += U.shape[0]
-    if ctx is not None:
-        total, correct, sq, ce, it, not_conv, width = distributed.all_reduce_sums(
-            [total, correct, sq, ce, sum(iters), not_conv, width if total else 0], ctx, dev)
-        total, correct, not_conv, iters = int(total), int(correct), int(not_conv), [it]
-        width = max(int(width) // ctx.world, 1) if width else 1
-    if total == 0:
-        raise ValueError("evaluate: the test data hold no samples")
-    out = {"eval_iterations": sum(iters) / total, "eval_not_converged": not_conv,
-           "eval_samples": total}
-    if task == "classification":
-        out.update(loss=ce / total, accuracy=correct / total)
-    else:
-        out.update(loss=sq / (total * width), mse=sq / (total * width))
-    return out
-
-
-def format_epoch(rec: dict[str, Any], epochs: int | None = None) -> str:
-    """The one-line summary of an epoch record, for logs:
-    ``epoch 3/20  train_loss 0.0123  test_mse 0.00456  mu_inf 0.9500  iters 14.7/14.6  lip 12.3  0.84s``
-    (iters: mean forward/backward solver iterations per sample; lip: the certified Lipschitz bound)."""
-    parts = [f"epoch {rec['epoch']}" + (f"/{epochs}" if epochs else ""), f"train_loss {rec['train_loss']:.6g}"]
-    for key in ("test_accuracy", "test_mse"):
-        if key in rec:
-            parts.append(f"{key} {rec[key]:.6g}")
-            if f"{key}_iterate" in rec:      # weight averaging: the averaged network's, then the iterate's
-                parts.append(f"(iterate {rec[key + '_iterate']:.6g})")
-    parts.append(f"mu_inf {rec['mu_inf']:.4f}")
-    parts.append(f"iters {rec['fwd_iters_mean']:.1f}/{rec['bwd_iters_mean']:.1f}")
-    lip = rec.get("lipschitz_bound")
-    parts.append("lip —" if lip is None else f"lip {lip:.4g}")
-    parts.append(f"{rec['epoch_time']:.2f}s")
-    return "  ".join(parts)
-
-
-def printed_epoch(epoch: int, epochs: int, log_every: int = 0, *, first: int = 1, warned: bool = False) -> bool:
-    """Whether epoch ``epoch`` (1-based) of ``epochs`` gets a printed log line: every ``log_every``
-    epochs (0: every ⌈epochs / 20⌉, at most 22 lines a run), plus the ``first`` epoch of the run
-    (the first after a resume), the last, and any epoch that showed a warning (``warned``)."""
-    every = log_every if log_every > 0 else max(1, math.ceil(epochs / 20))
-    return warned or epoch == first or epoch >= epochs or epoch % every == 0
-
-
-class _ShownWarnings:
-    """Counts the warnings actually shown (not filtered out) inside the ``with`` block, passing them on
-    to the ``warnings.showwarning`` in force (so the command line's one-line format and pytest's
-    recording keep working)."""
-
-    def __enter__(self):
-        self.count = 0
-        self._previous = warnings.showwarning
-
-        def show(*args, **kwargs):
-            self.count += 1
-            return self._previous(*args, **kwargs)
-
-        warnings.showwarning = show
-        return self
-
-    def __exit__(self, *exc):
-        warnings.showwarning = self._previous
-        return False
-
-
-def _summary_writer_class(log_dir: str | os.PathLike):
-    """``torch.utils.tensorboard.SummaryWriter``; ConfigError, in one line, when the optional
-    ``tensorboard`` package is not installed (``log_dir``: the directory asked for, named in it)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(f"tensorboard={str(log_dir)!r}: TensorBoard logging needs the optional package "
-                          f"'tensorboard', which is not installed (pip install tensorboard)") from None
-    return SummaryWriter
-
-
-TENSORBOARD_SCALARS = {"train/loss": "train_loss", "train/accuracy": "train_accuracy",
-                       "test/loss": "test_loss", "test/accuracy": "test_accuracy", "test/mse": "test_mse",
-                       "test/accuracy_iterate": "test_accuracy_iterate", "test/mse_iterate": "test_mse_iterate",
-                       "constraint/mu_inf": "mu_inf", "constraint/mu_inf_weighted": "mu_inf_weighted",
-                       "lipschitz_bound": "lipschitz_bound", "solver/forward_iterations": "fwd_iters_mean",
-                       "solver/backward_iterations": "bwd_iters_mean", "solver/test_iterations": "test_iters_mean",
-                       "solver/unconverged_fraction": "unconverged_fraction", "time/epoch_s": "epoch_time",
-                       "time/projection_share": "projection_share", "optimizer/lr": "lr"}
-"""TensorBoard tag → epoch-record key of the scalars written per epoch (those the record holds)."""
-
-
-def _on_terminal(stream=None) -> bool:
-    stream = sys.stderr if stream is None else stream
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):   # no isatty, or a closed stream
-        return False
 
 
 def _optimizer(problem: Problem, params) -> tuple[torch.optim.Optimizer, Any]:
@@ -436,7 +210,7 @@ class Trainer:
         if isinstance(self.set, (MuInfPolytope, NormInfBall)):  # the sets whose checks run compiled kernels
             prepare_kernels(self.net.dtype)  # compile now, not inside the first (timed) projection
         self.opt, self.sched = _optimizer(problem, self.net.parameters())
-        self.augment_shape = _augment_shape(problem, self.data.input_dim, self.data.input_shape)
+        self.augment_shape = augment_shape(problem, self.data.input_dim, self.data.input_shape)
         # training.ema_decay: the moving average of the weights (linf_opt.training.averaging), the network
         # that is evaluated, saved and returned; None: the last iterate is
         self.average = WeightAverage(self.net, problem.training.ema_decay) if problem.training.ema_decay > 0 else None
