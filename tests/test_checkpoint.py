@@ -36,7 +36,7 @@ def test_weights_only_refuses_code(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Evil()}))
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Evil()}, protocol=2))
     with pytest.raises(DataError):
         load_checkpoint(tmp_path / "evil.pt")
 
