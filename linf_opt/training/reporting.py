@@ -85,7 +85,8 @@ def evaluate(net: ImplicitModel, inputs, targets: torch.Tensor | None = None, ta
 def format_epoch(rec: dict[str, Any], epochs: int | None = None) -> str:
     """The one-line summary of an epoch record, for logs:
     ``epoch 3/20  train_loss 0.0123  test_mse 0.00456  mu_inf 0.9500  iters 14.7/14.6  lip 12.3  0.84s``
-    (iters: mean forward/backward solver iterations per sample; lip: the certified Lipschitz bound)."""
+    (iters: mean forward/backward solver iterations per sample; lip: the certified Lipschitz bound; with
+    weight averaging the test metric is the average's, followed by the last iterate's in parentheses)."""
     parts = [f"epoch {rec['epoch']}" + (f"/{epochs}" if epochs else ""), f"train_loss {rec['train_loss']:.6g}"]
     for key in ("test_accuracy", "test_mse"):
         if key in rec:

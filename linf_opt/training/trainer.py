@@ -18,6 +18,11 @@ at the start of every epoch as the Perron vector of the Metzler majorant of A (t
 ``checkpoint.pt`` (written atomically each epoch), ``history.jsonl`` (one line per epoch) and
 ``summary.json``; ``resume=True`` continues from the checkpoint and reproduces the uninterrupted run.
 
+Weight averaging (``training.ema_decay`` > 0, :mod:`linf_opt.training.averaging`): a moving average of
+the parameters is updated after every step and checked in S like the iterate (it is a convex combination
+of feasible iterates); it is the network each epoch evaluates and reports, that the checkpoint's
+``average`` entry holds, and that :func:`train` and :func:`load_run` return.
+
 Data (docs/guide_own_data.md): the problem's ``[data]`` section, or ``data=`` any form
 :func:`linf_opt.data.sources.as_data` accepts — a :class:`~linf_opt.data.datasets.Dataset`, arrays
 ``(X_train, y_train, X_test, y_test)``, or ``(train, test)`` torch DataLoaders / Datasets, which are
@@ -543,12 +548,11 @@ class Trainer:
         ev = evaluate(net, d, ctx=self.dist)
         op = net.operator
         op = op.with_weight(op.weight.detach())
-        metric = "test_accuracy" if d.task == "classification" else "test_mse"
-        rec["test_loss"] = ev["loss"]
-        rec[metric] = ev[metric[5:]]
+        metric = "accuracy" if d.task == "classification" else "mse"
+        rec["test_loss"], rec[f"test_{metric}"] = ev["loss"], ev[metric]
         if self.average is not None:
             it = evaluate(self.net, d, ctx=self.dist)
-            rec["test_loss_iterate"], rec[f"{metric}_iterate"] = it["loss"], it[metric[5:]]
+            rec["test_loss_iterate"], rec[f"test_{metric}_iterate"] = it["loss"], it[metric]
         rec["test_iters_mean"] = ev["eval_iterations"]
         rec["test_not_converged"] = ev["eval_not_converged"]
         # every solve of the epoch: training forward and backward (one per sample each), and the test
