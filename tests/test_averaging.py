@@ -53,6 +53,27 @@ def test_update_equals_the_weighted_sum_of_the_iterates():
     assert avg.updates == T
 
 
+def test_float32_average_accumulates_in_float64_and_stays_in_the_polytope():
+    """Every iterate is a float32 matrix on the boundary of μ∞ ≤ γ (as projected training rows are); the
+    average is the float64 recursion rounded once, so it stays in the set, which a float32 lerp does not
+    guarantee (its round-off accumulates over the ~1/(1 − β) remembered steps)."""
+    from linf_opt import project_mu_inf
+    torch.manual_seed(1)
+    gamma, n = 0.95, 40
+    lin = torch.nn.Linear(n, n, bias=False)
+    avg = WeightAverage(lin, 0.999)
+    ref = lin.weight.detach().double().clone()
+    for t in range(1, 1501):
+        with torch.no_grad():
+            lin.weight.copy_(project_mu_inf(3 * torch.randn(n, n), gamma))
+        avg.update()
+        ref.lerp_(lin.weight.detach().double(), 1 - ema_factor(0.999, t))
+    A = avg.module.weight
+    assert A.dtype == torch.float32
+    assert torch.equal(A, ref.float())                        # the float64 recursion, rounded once
+    assert float(mu_inf(A.double())) <= gamma + 2 ** -24 * float(A.double().abs().sum(1).max())
+
+
 @pytest.mark.parametrize("set_name,enforce", [("mu_inf", "project"), ("norm_inf", "project"),
                                               ("monotone", "project"), ("mu_inf", "reparam")])
 def test_the_average_stays_in_the_set_after_every_step(set_name, enforce, monkeypatch):
@@ -96,17 +117,22 @@ def test_the_run_reports_and_returns_the_average(tmp_path):
     torch.testing.assert_close(last(u), t.net(u), rtol=0, atol=0)
 
 
-def test_resume_with_averaging_is_bit_exact(tmp_path):
-    full = Trainer(problem(), tmp_path / "full", progress=False)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])   # float32: the float64 accumulator is resumed too
+def test_resume_with_averaging_is_bit_exact(tmp_path, dtype):
+    tols = {} if dtype == "float64" else {"solver.tol": 1e-5, "solver.backward_tol": 1e-5}
+    p = problem(dtype=dtype, **tols)
+    full = Trainer(p, tmp_path / "full", progress=False)
     full.fit()
-    Trainer(problem(), tmp_path / "part", progress=False).fit(2)
-    resumed = Trainer(problem(), tmp_path / "part", progress=False)
+    Trainer(p, tmp_path / "part", progress=False).fit(2)
+    resumed = Trainer(p, tmp_path / "part", progress=False)
     assert resumed.resume() and resumed.average.updates == 2 * 3
     resumed.fit()
     for m1, m2 in ((full.net, resumed.net), (full.average.module, resumed.average.module)):
         for (n1, p1), (n2, p2) in zip(m1.state_dict().items(), m2.state_dict().items()):
             assert n1 == n2 and torch.equal(p1, p2), n1
     assert [h["test_mse"] for h in full.history] == [h["test_mse"] for h in resumed.history]
+    for a1, a2 in zip(full.average.accumulator, resumed.average.accumulator):
+        assert a1.dtype == torch.float64 and torch.equal(a1, a2)
 
 
 def test_conv_average_keeps_mu_inf_after_every_step(tmp_path, monkeypatch):
