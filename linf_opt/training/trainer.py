@@ -425,7 +425,7 @@ class Trainer:
         acc_fwd = torch.zeros((), dtype=torch.long, device=dev)
         acc_bwd = torch.zeros((), dtype=torch.long, device=dev)
         extra: dict[str, float] = {}
-        t_proj = t_check = 0.0
+        t_proj = t_check = t_average = 0.0
         sync = dev.type == "cuda"
         t0 = time.perf_counter()
         bar = tqdm(batches, total=nb, desc=f"epoch {self.epoch + 1}/{p.training.epochs}", leave=False,
@@ -465,12 +465,14 @@ class Trainer:
             tc = time.perf_counter()
             self.step_count += 1
             self._check_invariant()
+            if ctx is not None and self.step_count % REPLICA_CHECK_EVERY == 0:
+                distributed.check_replicas(self.net, ctx, self.step_count)
+            ta = time.perf_counter()
             if self.average is not None:   # a convex combination of feasible iterates: feasible, and checked
                 self.average.update()
                 self._check_invariant(self.average.module, "the weight average's A")
-            if ctx is not None and self.step_count % REPLICA_CHECK_EVERY == 0:
-                distributed.check_replicas(self.net, ctx, self.step_count)
-            t_check += time.perf_counter() - tc
+            t_average += time.perf_counter() - ta
+            t_check += ta - tc
             t_proj += tc - tp
             for cb in self.callbacks:
                 cb(self, {"step": self.step_count, "epoch": self.epoch, "loss": loss_value,
@@ -517,6 +519,8 @@ class Trainer:
             "epoch_time": t_epoch, "projection_time": t_proj, "projection_share": t_proj / t_epoch,
             "check_time": t_check, "check_share": t_check / t_epoch,
         }
+        if self.average is not None:   # the update of the average and its membership check
+            rec.update(average_time=t_average, average_share=t_average / t_epoch)
         if not self.regression:
             rec["train_accuracy"] = sums["correct"] / n
         rec.update({k: v / n for k, v in extra.items()})
@@ -674,6 +678,8 @@ class Trainer:
             not_converged=sum(r["fwd_not_converged"] + r["bwd_not_converged"] for r in h),
             test_not_converged=last.get("test_not_converged", 0),
         )
+        if "average_time" in last:
+            s["average_share"] = sum(r.get("average_time", 0.0) for r in h) / sum(r["epoch_time"] for r in h)
         # success only when every solve of every epoch reached the tolerance
         s["converged"] = s["not_converged"] + sum(r.get("test_not_converged", 0) for r in h) == 0
         if self.data.target_lipschitz is not None:
