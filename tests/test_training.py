@@ -254,16 +254,18 @@ def conv_problem(data_dir, **dotted):
 
 def test_conv_training_keeps_mu_inf_after_every_step_and_resumes(tmp_path, monkeypatch):
     d = tiny_mnist(tmp_path / "mnist")
-    seen = []
+    seen, averaged = [], []          # the problem file averages the weights: the average is checked too
     original = Trainer._check_invariant
 
-    def spy(self):
-        original(self)
-        seen.append(float(mu_inf(self.net.operator.as_matrix().detach())))   # the dense operator, independently
+    def spy(self, net=None, what="A"):
+        original(self, net, what)
+        op = (self.net if net is None else net).operator
+        (seen if net is None else averaged).append(float(mu_inf(op.as_matrix().detach())))   # the dense operator, independently
 
     monkeypatch.setattr(Trainer, "_check_invariant", spy)
     full = train(conv_problem(d, **{"training.epochs": 3}), tmp_path / "full", progress=False)
     assert len(seen) == 3 * 3 and max(seen) <= 0.95 + 1e-12
+    assert len(averaged) == 3 * 3 and max(averaged) <= 0.95 + 1e-12
     assert full.history[-1]["mu_inf"] <= 0.95 + 1e-12 and full.history[-1]["in_set"]
     assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
     monkeypatch.setattr(Trainer, "_check_invariant", original)
