@@ -43,8 +43,8 @@ class WeightAverage:
     average left the set by 1.6e-5 after 11,000 steps, beyond the check's round-off slack. Rounding
     the float64 average once moves each entry by at most one half-ulp. :meth:`update` costs three fused
     passes over all parameters (cast in, ``lerp``, cast back: about 0.2 ms for the 89,000 parameters of
-    the MNIST FC network, 3% of its training step), with no allocation and no host synchronisation. Buffers (fixed
-    weights η, masks) are copied once, at construction.
+    the MNIST FC network, 3% of its training step), with no allocation and no host synchronisation.
+    Buffers (fixed weights η, masks) are copied once, at construction.
     """
 
     def __init__(self, net: nn.Module, decay: float):
