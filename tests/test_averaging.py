@@ -109,6 +109,7 @@ def test_the_run_reports_and_returns_the_average(tmp_path):
     assert h["test_mse_iterate"] == pytest.approx(evaluate(t.net, t.data)["mse"], rel=1e-12)
     assert h["test_mse"] != h["test_mse_iterate"]
     assert h["mu_inf"] == pytest.approx(float(mu_inf(t.average.module.A.detach())), rel=1e-12)
+    assert h["mu_inf_iterate"] == pytest.approx(float(mu_inf(t.net.A.detach())), rel=1e-12)
     assert res.summary["test_mse_iterate"] == h["test_mse_iterate"]
     assert 0 < h["average_share"] < 1 and 0 < res.summary["average_share"] < 1
     u = torch.linspace(-2, 2, 9, dtype=torch.float64).unsqueeze(1)

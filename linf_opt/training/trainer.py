@@ -557,6 +557,7 @@ class Trainer:
         if self.average is not None:
             it = evaluate(self.net, d, ctx=self.dist)
             rec["test_loss_iterate"], rec[f"test_{metric}_iterate"] = it["loss"], it[metric]
+            rec["mu_inf_iterate"] = float(self.net.operator.with_weight(self.net.operator.weight.detach()).mu_inf())
         rec["test_iters_mean"] = ev["eval_iterations"]
         rec["test_not_converged"] = ev["eval_not_converged"]
         # every solve of the epoch: training forward and backward (one per sample each), and the test
@@ -666,8 +667,8 @@ class Trainer:
             return {}
         last = h[-1]
         s = {k: last[k] for k in ("epoch", "test_loss", "test_accuracy", "test_mse", "test_accuracy_iterate",
-                                  "test_mse_iterate", "mu_inf", "mu_inf_weighted", "set_value", "in_set",
-                                  "lipschitz_bound") if k in last}
+                                  "test_mse_iterate", "mu_inf", "mu_inf_iterate", "mu_inf_weighted", "set_value",
+                                  "in_set", "lipschitz_bound") if k in last}
         s.update(
             problem=self.problem.name, set=self.problem.constraint.set, enforce=self.problem.constraint.enforce,
             epoch_time_mean=sum(r["epoch_time"] for r in h) / len(h),
