@@ -127,7 +127,7 @@ def containment_study(ensembles: Sequence[EnsembleSpec] | None = None, *, gamma:
                       tol: float = 1e-9, progress: bool = False, figure: bool = True) -> ContainmentStudy:
     """Membership counts of every set on random ensembles; nesting checked; counter-examples kept.
 
-    A nesting violation (a matrix in a subset of :data:`NESTING` but not in its superset) is recorded
+    A nesting violation (a matrix in a subset of :data:`~linf_opt.compare.sets.NESTING` but not in its superset) is recorded
     in ``violations`` with the matrix, never dropped.
     """
     ensembles = list(default_ensembles() if ensembles is None else ensembles)
