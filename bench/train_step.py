@@ -45,7 +45,7 @@ VARIANTS = {
     "check_every_4": ({"solver.check_every": 4}, "at most 4 iterations between checks"),
     "tol_1e-3": ({"solver.tol": 1e-3}, "forward 1e-3 (default 1e-4)"),
     "tol_1e-2": ({"solver.tol": 1e-2, "solver.backward_tol": 1e-2}, "forward and backward 1e-2"),
-    "ema_0.999": ({"training.ema_decay": 0.999}, "weight averaging: the moving average updated (one fused "
+    "ema_0.999": ({"training.ema_decay": 0.999}, "weight averaging: the moving average updated (a float64 "
                                                 "lerp) and checked in μ∞ ≤ γ after every step"),
 }
 
