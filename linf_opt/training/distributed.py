@@ -130,6 +130,10 @@ def _worker(rank: int, fn: Callable, nproc: int, port: int, backend: str, args: 
     dist.init_process_group(backend, rank=rank, world_size=nproc)
     try:
         fn(rank, *args)
+        # every rank done with its collectives before any tears the group down: gloo's transport
+        # threads can abort the process (SIGABRT, "terminate called without an active exception") when
+        # a peer's connection closes under them; seen once in CI in the 2-process test
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
