@@ -132,6 +132,7 @@ def test_readme_and_guide_imports_resolve():
     use must exist: the layered package moved modules once, and a stale path in the README went unseen."""
     import ast
     import importlib
+    import importlib.util
 
     import linf_opt as lo
 

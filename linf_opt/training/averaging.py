@@ -77,8 +77,10 @@ class WeightAverage:
             torch._foreach_lerp_(self.accumulator, [p.detach() for p in self._source], weight)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "model": self.module.state_dict(),
-                "accumulator": dict(zip(self._names, (a.clone() for a in self.accumulator)))}
+        state = {"decay": self.decay, "updates": self.updates, "model": self.module.state_dict()}
+        if self._wide:   # float64 parameters are the accumulator, already in "model"
+            state["accumulator"] = dict(zip(self._names, (a.clone() for a in self.accumulator)))
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])

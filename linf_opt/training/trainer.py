@@ -123,6 +123,12 @@ class TrainResult:
 # Building blocks (the network and the set: training/build.py; metrics and log lines: training/reporting.py)
 # ----------------------------------------------------------------------------------------------------
 
+def _detached_operator(net: ImplicitModel):
+    """``net``'s weight operator on its weights without their autograd graph (for measures in reports)."""
+    op = net.operator
+    return op.with_weight(op.weight.detach())
+
+
 def _task_loss(Y: torch.Tensor, T: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "cross_entropy":
         return nn.functional.cross_entropy(Y, T)
@@ -550,14 +556,13 @@ class Trainer:
         d = self.data
         net = self.result_net
         ev = evaluate(net, d, ctx=self.dist)
-        op = net.operator
-        op = op.with_weight(op.weight.detach())
+        op = _detached_operator(net)
         metric = "accuracy" if d.task == "classification" else "mse"
         rec["test_loss"], rec[f"test_{metric}"] = ev["loss"], ev[metric]
         if self.average is not None:
             it = evaluate(self.net, d, ctx=self.dist)
             rec["test_loss_iterate"], rec[f"test_{metric}_iterate"] = it["loss"], it[metric]
-            rec["mu_inf_iterate"] = float(self.net.operator.with_weight(self.net.operator.weight.detach()).mu_inf())
+            rec["mu_inf_iterate"] = float(_detached_operator(self.net).mu_inf())
         rec["test_iters_mean"] = ev["eval_iterations"]
         rec["test_not_converged"] = ev["eval_not_converged"]
         # every solve of the epoch: training forward and backward (one per sample each), and the test
