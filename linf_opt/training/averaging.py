@@ -43,7 +43,7 @@ class WeightAverage:
     average left the set by 1.6e-5 after 11,000 steps, beyond the check's round-off slack. Rounding
     the float64 average once moves each entry by at most one half-ulp. :meth:`update` costs three fused
     passes over all parameters (cast in, ``lerp``, cast back: about 0.25 ms for the 89,000 parameters of
-    the MNIST FC network, with its check about 8% of that network's 4 ms training step and 0.7% of a
+    the MNIST FC network, with its check 6–8% of that network's 4 ms training step and 0.7% of a
     conv step; ``bench/train_step.py``), with no allocation and no host synchronisation.
     Buffers (fixed weights η, masks) are copied once, at construction.
     """
